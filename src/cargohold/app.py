@@ -1,0 +1,133 @@
+"""Composition root: config -> stores -> services -> the ASGI application."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from cargohold.config import Config, load_config
+from cargohold.http.oci import OciApi
+from cargohold.services.content import Content
+from cargohold.services.identity import AccountAuthorizer, Authorizer, Identity
+from cargohold.services.repositories import Repositories
+from cargohold.services.secrets import SecretBox, load_or_create_master_key
+from cargohold.services.uploads import Uploads
+from cargohold.storage.blobs.fs import FilesystemBlobStore
+from cargohold.storage.meta.engine import make_engine, migrate, sqlite_url
+from cargohold.storage.meta.store import MetadataStore
+
+log = logging.getLogger("cargohold")
+
+
+@dataclass
+class Services:
+    config: Config
+    meta: MetadataStore
+    blobs: FilesystemBlobStore
+    box: SecretBox
+    identity: Identity
+    authorizer: Authorizer
+    repositories: Repositories
+    uploads: Uploads
+    content: Content
+
+
+def build_services(config: Config, *, run_migrations: bool = True,
+                   clock: Callable[[], float] = time.time) -> Services:
+    data = config.data_path
+    data.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(config.database_url or sqlite_url(data))
+    if run_migrations:
+        migrate(engine)
+    meta = MetadataStore(engine)
+    blobs = FilesystemBlobStore(data)
+    box = SecretBox(load_or_create_master_key(data, config.secret_key))
+    identity = Identity(meta, box, config.account_id, clock)
+    authorizer = AccountAuthorizer()
+    repositories = Repositories(meta, authorizer, config.account_id, config.region,
+                                config.create_on_push, clock)
+    return Services(config, meta, blobs, box, identity, authorizer, repositories,
+                    Uploads(meta, blobs, repositories), Content(meta, blobs, repositories))
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("cargohold_http_requests_total", "HTTP requests",
+                                ["face", "method", "status"], registry=self.registry)
+        self.latency = Histogram("cargohold_http_request_seconds", "HTTP request latency",
+                                 ["face"], registry=self.registry,
+                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30))
+
+    def render(self) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class CargoholdApp:
+    """The ASGI application: one port, dispatched by path to each face."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        cfg = services.config
+        self.oci = OciApi(services.identity, services.content, services.uploads,
+                          realm="cargohold", service=cfg.public_host, max_page=cfg.max_tags_page * 10)
+        self.metrics = Metrics()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        started = time.perf_counter()
+        status_holder: dict[str, Any] = {}
+
+        async def send_wrapper(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+            await send(message)
+
+        if path.startswith("/v2"):
+            face = "oci"
+            response = await self.oci.handle(Request(scope, receive))
+        elif path == "/healthz":
+            face = "health"
+            response = JSONResponse({"status": "ok"})
+        elif path == "/metrics":
+            face = "metrics"
+            response = self.metrics.render()
+        else:
+            face = "other"
+            response = JSONResponse({"errors": [{"code": "NOT_FOUND", "message": "not found"}]},
+                                    status_code=404)
+        await response(scope, receive, send_wrapper)
+        self.metrics.requests.labels(face, scope["method"], str(status_holder.get("status", 0))).inc()
+        self.metrics.latency.labels(face).observe(time.perf_counter() - started)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.services.meta.engine.dispose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def create_app(config: Config | None = None, *, run_migrations: bool = True) -> CargoholdApp:
+    return CargoholdApp(build_services(config or load_config(), run_migrations=run_migrations))
+
+
+def worker_app() -> CargoholdApp:
+    """Factory for server worker processes: config from CARGOHOLD_* set by `cargohold serve`."""
+    return create_app(load_config(), run_migrations=False)

@@ -1,0 +1,111 @@
+"""The `cargohold` command line."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cargohold.config import Config, load_config, to_environ
+
+app = typer.Typer(help="cargohold: a self-hosted container registry that speaks Amazon ECR's language.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+
+ConfigOpt = Annotated[str | None, typer.Option("--config", help="TOML config file (or CARGOHOLD_CONFIG).")]
+DataDirOpt = Annotated[str | None, typer.Option("--data-dir", help="Data directory (or CARGOHOLD_DATA_DIR).")]
+
+
+def _config(config_file: str | None, **overrides: object) -> Config:
+    try:
+        return load_config(config_file, overrides)
+    except (ValueError, OSError) as exc:
+        typer.echo(f"cargohold: configuration error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+    database_url: Annotated[str | None, typer.Option(help="postgresql://… (default: SQLite in the data dir).")] = None,
+    account_id: Annotated[str | None, typer.Option(help="12-digit account id.")] = None,
+    region: Annotated[str | None, typer.Option(help="Region name, e.g. us-east-1.")] = None,
+    registry_host: Annotated[str | None, typer.Option(help="host[:port] used in repository URIs.")] = None,
+    tls_cert: Annotated[str | None, typer.Option(help="PEM certificate (chain) to serve HTTPS.")] = None,
+    tls_key: Annotated[str | None, typer.Option(help="PEM private key for --tls-cert.")] = None,
+    tls_self_signed: Annotated[bool | None, typer.Option(
+        "--tls-self-signed/--no-tls-self-signed", help="Generate a CA and certificate into the data dir.")] = None,
+    tls_name: Annotated[list[str] | None, typer.Option(help="Extra certificate name or address (repeatable).")] = None,
+) -> None:
+    """Run the registry: /v2 (OCI), the ECR API, /healthz and /metrics on one port."""
+    cfg = _config(config, host=host, port=port, data_dir=data_dir, workers=workers,
+                  database_url=database_url, account_id=account_id, region=region,
+                  registry_host=registry_host, tls_cert=tls_cert, tls_key=tls_key,
+                  tls_self_signed=tls_self_signed, tls_names=tls_name)
+    logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from cargohold.app import build_services
+    from cargohold.services.identity import CREDENTIALS_FILE
+
+    services = build_services(cfg, run_migrations=True)
+    created = services.identity.ensure_root_credentials(
+        cfg.data_path, os.environ.get("CARGOHOLD_ROOT_ACCESS_KEY_ID"),
+        os.environ.get("CARGOHOLD_ROOT_SECRET_ACCESS_KEY"))
+    services.meta.engine.dispose()
+
+    ssl_cert = ssl_key = None
+    scheme = "http"
+    if cfg.tls_cert:
+        if not cfg.tls_key:
+            typer.echo("cargohold: --tls-cert needs --tls-key", err=True)
+            raise typer.Exit(2)
+        ssl_cert, ssl_key, scheme = Path(cfg.tls_cert), Path(cfg.tls_key), "https"
+    elif cfg.tls_self_signed:
+        from cargohold.tls import ensure_self_signed
+        names = [cfg.public_host.rsplit(":", 1)[0].strip("[]"), *cfg.tls_names, "localhost", "127.0.0.1"]
+        if cfg.host not in ("0.0.0.0", "::"):
+            names.append(cfg.host)
+        ca, ssl_cert, ssl_key = ensure_self_signed(cfg.data_path, names)
+        scheme = "https"
+    out = sys.stdout
+    out.write(f"cargohold listening on {scheme}://{cfg.public_host} (data: {cfg.data_path})\n")
+    if created:
+        out.write("Root access key created (shown once; also saved with mode 0600 in "
+                  f"{cfg.data_path / CREDENTIALS_FILE}):\n"
+                  f"  aws_access_key_id     = {created[0]}\n  aws_secret_access_key = {created[1]}\n")
+    else:
+        out.write(f"Root credentials: see {cfg.data_path / CREDENTIALS_FILE} "
+                  "(or the keys given at first start).\n")
+    out.write(f"Log in:  docker login {cfg.public_host} -u <access key id>  (password: the secret)\n")
+    if cfg.tls_self_signed:
+        out.write(f"Trust the CA:  sudo mkdir -p /etc/docker/certs.d/{cfg.public_host} && "
+                  f"sudo cp {ca} /etc/docker/certs.d/{cfg.public_host}/ca.crt\n")
+    out.flush()
+
+    os.environ.update(to_environ(cfg))
+    from granian import Granian
+    from granian.constants import Interfaces, SSLProtocols
+
+    Granian(
+        "cargohold.app:worker_app", factory=True, address=cfg.host, port=cfg.port,
+        interface=Interfaces.ASGI, workers=max(cfg.workers, 1),
+        ssl_cert=ssl_cert, ssl_key=ssl_key, ssl_protocol_min=SSLProtocols.tls12,
+        log_enabled=True, respawn_failed_workers=True,
+    ).serve()
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    from cargohold import __version__
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,110 @@
+"""Configuration: defaults < config file (TOML) < CARGOHOLD_* environment < command-line flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "CARGOHOLD_"
+
+
+@dataclass
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 5000
+    data_dir: str = "./cargohold-data"
+    database_url: str = ""  # empty: SQLite file in the data directory
+    workers: int = 1
+    account_id: str = "000000000000"
+    region: str = "us-east-1"
+    registry_host: str = ""  # host[:port] in repositoryUri; empty: the listening host and port
+    create_on_push: bool = True  # OCI registries create repositories on first push; ECR needs a flag
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_self_signed: bool = False
+    tls_names: list[str] = field(default_factory=list)  # extra names/addresses for the generated cert
+    secret_key: str = ""  # base64 Fernet key; empty: generated into the data directory
+    log_level: str = "info"
+    max_tags_page: int = 1000
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def tls_enabled(self) -> bool:
+        return bool(self.tls_cert) or self.tls_self_signed
+
+    @property
+    def public_host(self) -> str:
+        if self.registry_host:
+            return self.registry_host
+        host = "localhost" if self.host in ("0.0.0.0", "::") else self.host
+        if ":" in host:  # an IPv6 literal
+            host = f"[{host}]"
+        return f"{host}:{self.port}"
+
+
+def _coerce(value: Any, default: Any, name: str) -> Any:
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(f"{name}: expected a boolean, got {value!r}")
+    if isinstance(default, int):
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}: expected an integer, got {value!r}") from None
+    if isinstance(default, list):
+        if isinstance(value, list):
+            return [str(v) for v in value]
+        text = str(value).strip()
+        if text.startswith("["):
+            return [str(v) for v in json.loads(text)]
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return str(value)
+
+
+def load_config(config_file: str | None = None, overrides: dict[str, Any] | None = None,
+                environ: dict[str, str] | None = None) -> Config:
+    env = os.environ if environ is None else environ
+    cfg = Config()
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    path = config_file or env.get(ENV_PREFIX + "CONFIG")
+    if path:
+        with open(path, "rb") as fh:
+            doc = tomllib.load(fh)
+        for key, value in doc.items():
+            name = key.replace("-", "_")
+            if name not in fields:
+                raise ValueError(f"{path}: unknown setting {key!r}")
+            setattr(cfg, name, _coerce(value, getattr(cfg, name), name))
+    for name in fields:
+        raw = env.get(ENV_PREFIX + name.upper())
+        if raw is not None:
+            setattr(cfg, name, _coerce(raw, getattr(cfg, name), ENV_PREFIX + name.upper()))
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            setattr(cfg, name, _coerce(value, getattr(cfg, name), name))
+    if not (len(cfg.account_id) == 12 and cfg.account_id.isdigit()):
+        raise ValueError(f"account_id must be 12 digits, got {cfg.account_id!r}")
+    return cfg
+
+
+def to_environ(cfg: Config) -> dict[str, str]:
+    """The config as CARGOHOLD_* variables, so worker processes rebuild exactly the same config."""
+    out: dict[str, str] = {}
+    for f in dataclasses.fields(Config):
+        value = getattr(cfg, f.name)
+        out[ENV_PREFIX + f.name.upper()] = json.dumps(value) if isinstance(value, list) else str(value)
+    return out

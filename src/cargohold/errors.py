@@ -1,0 +1,120 @@
+"""The one error table: every failure is a RegistryError of a Kind, rendered per face.
+
+Each kind has one row: the OCI error code and HTTP status used on /v2, and the ECR
+exception name and HTTP status used on the ECR API. Stdlib only.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Row:
+    oci_code: str
+    oci_status: int
+    ecr_exception: str
+    ecr_status: int
+    text: str  # the spec's short description, used when no message is given
+
+
+class Kind(enum.Enum):
+    BLOB_UNKNOWN = "BLOB_UNKNOWN"
+    BLOB_UPLOAD_INVALID = "BLOB_UPLOAD_INVALID"
+    BLOB_UPLOAD_UNKNOWN = "BLOB_UPLOAD_UNKNOWN"
+    RANGE_INVALID = "RANGE_INVALID"
+    DIGEST_INVALID = "DIGEST_INVALID"
+    DIGEST_MISMATCH = "DIGEST_MISMATCH"
+    MANIFEST_BLOB_UNKNOWN = "MANIFEST_BLOB_UNKNOWN"
+    MANIFEST_INVALID = "MANIFEST_INVALID"
+    MANIFEST_UNKNOWN = "MANIFEST_UNKNOWN"
+    NAME_INVALID = "NAME_INVALID"
+    NAME_UNKNOWN = "NAME_UNKNOWN"
+    SIZE_INVALID = "SIZE_INVALID"
+    TOO_LARGE = "TOO_LARGE"
+    TAG_INVALID = "TAG_INVALID"
+    TAG_IMMUTABLE = "TAG_IMMUTABLE"
+    UNAUTHORIZED = "UNAUTHORIZED"
+    DENIED = "DENIED"
+    UNSUPPORTED = "UNSUPPORTED"
+    TOOMANYREQUESTS = "TOOMANYREQUESTS"
+    INVALID_PARAMETER = "INVALID_PARAMETER"
+    REPOSITORY_EXISTS = "REPOSITORY_EXISTS"
+    REPOSITORY_NOT_EMPTY = "REPOSITORY_NOT_EMPTY"
+    IMAGE_EXISTS = "IMAGE_EXISTS"
+    NOT_IMPLEMENTED = "NOT_IMPLEMENTED"
+    CONFLICT = "CONFLICT"
+    UNKNOWN = "UNKNOWN"
+
+
+TABLE: dict[Kind, Row] = {
+    Kind.BLOB_UNKNOWN: Row("BLOB_UNKNOWN", 404, "LayersNotFoundException", 400,
+                           "blob unknown to registry"),
+    Kind.BLOB_UPLOAD_INVALID: Row("BLOB_UPLOAD_INVALID", 400, "InvalidLayerException", 400,
+                                  "blob upload invalid"),
+    Kind.BLOB_UPLOAD_UNKNOWN: Row("BLOB_UPLOAD_UNKNOWN", 404, "UploadNotFoundException", 400,
+                                  "blob upload unknown to registry"),
+    Kind.RANGE_INVALID: Row("BLOB_UPLOAD_INVALID", 416, "InvalidLayerPartException", 400,
+                            "invalid content range"),
+    Kind.DIGEST_INVALID: Row("DIGEST_INVALID", 400, "InvalidLayerException", 400,
+                             "provided digest did not match uploaded content"),
+    Kind.DIGEST_MISMATCH: Row("DIGEST_INVALID", 400, "ImageDigestDoesNotMatchException", 400,
+                              "provided digest did not match uploaded content"),
+    Kind.MANIFEST_BLOB_UNKNOWN: Row("MANIFEST_BLOB_UNKNOWN", 404, "LayersNotFoundException", 400,
+                                    "manifest references a manifest or blob unknown to registry"),
+    Kind.MANIFEST_INVALID: Row("MANIFEST_INVALID", 400, "InvalidParameterException", 400,
+                               "manifest invalid"),
+    Kind.MANIFEST_UNKNOWN: Row("MANIFEST_UNKNOWN", 404, "ImageNotFoundException", 400,
+                               "manifest unknown to registry"),
+    Kind.NAME_INVALID: Row("NAME_INVALID", 400, "InvalidParameterException", 400,
+                           "invalid repository name"),
+    Kind.NAME_UNKNOWN: Row("NAME_UNKNOWN", 404, "RepositoryNotFoundException", 400,
+                           "repository name not known to registry"),
+    Kind.SIZE_INVALID: Row("SIZE_INVALID", 400, "InvalidLayerException", 400,
+                           "provided length did not match content length"),
+    Kind.TOO_LARGE: Row("SIZE_INVALID", 413, "InvalidParameterException", 400,
+                        "request body too large"),
+    Kind.TAG_INVALID: Row("TAG_INVALID", 400, "InvalidParameterException", 400,
+                          "manifest tag did not match URI"),
+    Kind.TAG_IMMUTABLE: Row("DENIED", 409, "ImageTagAlreadyExistsException", 400,
+                            "tag is immutable"),
+    Kind.UNAUTHORIZED: Row("UNAUTHORIZED", 401, "UnrecognizedClientException", 400,
+                           "authentication required"),
+    Kind.DENIED: Row("DENIED", 403, "AccessDeniedException", 400,
+                     "requested access to the resource is denied"),
+    Kind.UNSUPPORTED: Row("UNSUPPORTED", 405, "UnsupportedImageTypeException", 400,
+                          "the operation is unsupported"),
+    Kind.TOOMANYREQUESTS: Row("TOOMANYREQUESTS", 429, "LimitExceededException", 400,
+                              "too many requests"),
+    Kind.INVALID_PARAMETER: Row("UNSUPPORTED", 400, "InvalidParameterException", 400,
+                                "invalid parameter"),
+    Kind.REPOSITORY_EXISTS: Row("DENIED", 409, "RepositoryAlreadyExistsException", 400,
+                                "repository already exists"),
+    Kind.REPOSITORY_NOT_EMPTY: Row("DENIED", 409, "RepositoryNotEmptyException", 400,
+                                   "repository is not empty"),
+    Kind.IMAGE_EXISTS: Row("DENIED", 409, "ImageAlreadyExistsException", 400,
+                           "image already exists"),
+    Kind.NOT_IMPLEMENTED: Row("UNSUPPORTED", 501, "NotImplementedException", 501,
+                              "not implemented"),
+    Kind.CONFLICT: Row("UNKNOWN", 409, "ServerException", 500,
+                       "a concurrent change conflicted with this request; retry it"),
+    Kind.UNKNOWN: Row("UNKNOWN", 500, "ServerException", 500, "unknown error"),
+}
+
+
+class RegistryError(Exception):
+    """A failure with a kind from the table, a human message and optional structured detail."""
+
+    def __init__(self, kind: Kind, message: str | None = None, detail: Any = None,
+                 headers: dict[str, str] | None = None) -> None:
+        self.kind = kind
+        self.message = message or TABLE[kind].text
+        self.detail = detail
+        self.headers = headers or {}
+        super().__init__(f"{kind.value}: {self.message}")
+
+    @property
+    def row(self) -> Row:
+        return TABLE[self.kind]

@@ -1,0 +1,48 @@
+"""One place that renders a RegistryError as OCI error JSON or as an ECR exception."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.responses import Response
+
+from cargohold.errors import Kind, RegistryError
+
+OCI_ERROR_TYPE = "application/json"
+ECR_ERROR_TYPE = "application/x-amz-json-1.1"
+
+
+def challenge_headers(realm: str, service: str) -> dict[str, str]:
+    return {"WWW-Authenticate": f'Basic realm="{realm}", service="{service}"'}
+
+
+def oci_error(err: RegistryError, *, head: bool = False, challenge: dict[str, str] | None = None,
+              request_id: str = "") -> Response:
+    row = err.row
+    entry: dict[str, Any] = {"code": row.oci_code, "message": err.message}
+    if err.detail is not None:
+        entry["detail"] = err.detail
+    body = json.dumps({"errors": [entry]}).encode()
+    headers = dict(err.headers)
+    if err.kind is Kind.UNAUTHORIZED and challenge:
+        headers.update(challenge)
+    if request_id:
+        headers["X-Request-Id"] = request_id
+    headers["Docker-Distribution-API-Version"] = "registry/2.0"
+    if head:
+        headers["Content-Length"] = str(len(body))
+        return Response(b"", status_code=row.oci_status, headers=headers, media_type=OCI_ERROR_TYPE)
+    return Response(body, status_code=row.oci_status, headers=headers, media_type=OCI_ERROR_TYPE)
+
+
+def ecr_error(err: RegistryError, *, request_id: str = "") -> Response:
+    row = err.row
+    body: dict[str, Any] = {"__type": row.ecr_exception, "message": err.message}
+    if isinstance(err.detail, dict):
+        for key, value in err.detail.items():
+            if key not in body and key != "missing":
+                body[key] = value
+    headers = {"x-amzn-RequestId": request_id} if request_id else {}
+    return Response(json.dumps(body).encode(), status_code=row.ecr_status, headers=headers,
+                    media_type=ECR_ERROR_TYPE)

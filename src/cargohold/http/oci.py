@@ -1,0 +1,338 @@
+"""The /v2 face: OCI Distribution v1.1 routes as thin adapters over the services.
+
+Status and headers are decided before a body starts streaming; blob downloads go out
+zero-copy (ASGI pathsend) when the server offers it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+from urllib.parse import quote, urlencode
+
+from anyio import to_thread
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from cargohold.domain.manifests import MAX_MANIFEST_BYTES, OCI_INDEX
+from cargohold.domain.names import check_repository_name
+from cargohold.errors import Kind, RegistryError
+from cargohold.http.errors import challenge_headers, oci_error
+from cargohold.services.content import Content
+from cargohold.services.identity import Identity, RequestContext
+from cargohold.services.repositories import Caller
+from cargohold.services.uploads import Uploads, range_headers
+
+log = logging.getLogger("cargohold.oci")
+T = TypeVar("T")
+
+API_HEADERS = {"Docker-Distribution-API-Version": "registry/2.0"}
+_NAME = r"(?P<name>[^?#]+)"
+_ROUTES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(rf"/v2/{_NAME}/manifests/(?P<ref>[^/]+)"), "manifest"),
+    (re.compile(rf"/v2/{_NAME}/blobs/uploads/?"), "uploads"),
+    (re.compile(rf"/v2/{_NAME}/blobs/uploads/(?P<upload>[^/]+)"), "upload"),
+    (re.compile(rf"/v2/{_NAME}/blobs/(?P<digest>[^/]+)"), "blob"),
+    (re.compile(rf"/v2/{_NAME}/tags/list"), "tags"),
+    (re.compile(rf"/v2/{_NAME}/referrers/(?P<digest>[^/]+)"), "referrers"),
+]
+# When no strict route matches, a lenient one still names the offending part in the error.
+_LENIENT = re.compile(r"/v2/(?P<name>.+?)/(?P<kind>manifests|blobs|referrers)/(?P<rest>.+)")
+_CONTENT_RANGE = re.compile(r"(?:bytes[ =])?(\d+)-(\d+)(?:/\d+|/\*)?")
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_ALLOWED = {
+    "base": ("GET", "HEAD"), "catalog": ("GET", "HEAD"), "manifest": ("GET", "HEAD", "PUT", "DELETE"),
+    "uploads": ("POST",), "upload": ("GET", "PATCH", "PUT", "DELETE"), "blob": ("GET", "HEAD", "DELETE"),
+    "tags": ("GET", "HEAD"), "referrers": ("GET", "HEAD"),
+}
+MAX_PAGE = 10_000
+
+
+def match_route(path: str) -> tuple[str, dict[str, str]]:
+    if path in ("/v2", "/v2/"):
+        return "base", {}
+    if path in ("/v2/_catalog", "/v2/_catalog/"):
+        return "catalog", {}
+    for pattern, kind in _ROUTES:
+        m = pattern.fullmatch(path)
+        if m:
+            return kind, m.groupdict()
+    m = _LENIENT.fullmatch(path)
+    if m:
+        check_repository_name(m["name"])
+        raise RegistryError(Kind.DIGEST_INVALID if m["kind"] != "manifests" else Kind.TAG_INVALID,
+                            f"invalid reference: {m['rest'][:200]!r}")
+    raise RegistryError(Kind.NAME_INVALID, "invalid repository name or unknown endpoint")
+
+
+def _page_size(request: Request, cap: int) -> int:
+    raw = request.query_params.get("n")
+    if raw is None:
+        return cap
+    if not raw.isdigit():
+        raise RegistryError(Kind.INVALID_PARAMETER, f"invalid page size n={raw[:20]!r}")
+    return min(int(raw), cap)
+
+
+def _parse_content_range(value: str | None) -> tuple[int, int] | None:
+    if not value:
+        return None
+    m = _CONTENT_RANGE.fullmatch(value.strip())
+    if m is None or int(m[2]) < int(m[1]):
+        raise RegistryError(Kind.RANGE_INVALID, f"invalid Content-Range {value[:60]!r}")
+    return int(m[1]), int(m[2])
+
+
+def _has_body(request: Request) -> bool:
+    length = request.headers.get("content-length")
+    if length is not None:
+        return length.strip() not in ("", "0")
+    return "chunked" in request.headers.get("transfer-encoding", "").lower()
+
+
+class FileSend(Response):
+    """A blob body: pathsend when the server supports it, else a threaded read loop."""
+
+    def __init__(self, path: str, size: int, start: int, end: int, status: int,
+                 headers: dict[str, str], reader: Callable[[int, int], Any]) -> None:
+        super().__init__(None, status_code=status, headers=headers)
+        self.path, self.size, self.start, self.end, self.reader = path, size, start, end, reader
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code,
+                    "headers": self.raw_headers})
+        whole = self.start == 0 and self.end == self.size
+        if whole and self.size and "http.response.pathsend" in scope.get("extensions", {}):
+            await send({"type": "http.response.pathsend", "path": self.path})
+            return
+        chunks = self.reader(self.start, self.end)
+        while True:
+            chunk = await to_thread.run_sync(next, chunks, None)
+            if chunk is None:
+                break
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+class OciApi:
+    def __init__(self, identity: Identity, content: Content, uploads: Uploads, realm: str,
+                 service: str, max_page: int = MAX_PAGE) -> None:
+        self.identity = identity
+        self.content = content
+        self.uploads = uploads
+        self.challenge = challenge_headers(realm, service)
+        self.max_page = max_page
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    @staticmethod
+    def context(request: Request) -> RequestContext:
+        client = request.client
+        return RequestContext(source_ip=client.host if client else "",
+                              secure_transport=request.url.scheme == "https")
+
+    def _caller(self, request: Request) -> Caller:
+        principal = self.identity.authenticate_header(request.headers.get("authorization"))
+        return Caller(principal, self.context(request))
+
+    async def caller(self, request: Request) -> Caller:
+        return await to_thread.run_sync(self._caller, request)
+
+    async def call(self, request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Authenticate and run a synchronous use case in one worker-thread hop."""
+        def run() -> T:
+            return fn(self._caller(request), *args, **kwargs)
+        return await to_thread.run_sync(run)
+
+    async def handle(self, request: Request) -> Response:
+        request_id = uuid.uuid4().hex
+        head = request.method == "HEAD"
+        try:
+            kind, params = match_route(request.url.path)
+            if request.method not in _ALLOWED[kind]:
+                return Response(json.dumps({"errors": [{"code": "UNSUPPORTED",
+                                                        "message": "method not allowed"}]}),
+                                status_code=405, media_type="application/json",
+                                headers={"Allow": ", ".join(_ALLOWED[kind]), **API_HEADERS})
+            handler: Callable[[Request, dict[str, str]], Awaitable[Response]] = getattr(self, f"on_{kind}")
+            response = await handler(request, params)
+            response.headers.update(API_HEADERS)
+            return response
+        except RegistryError as err:
+            if err.kind is Kind.UNKNOWN:
+                log.error("request %s failed: %s", request_id, err)
+            return oci_error(err, head=head, challenge=self.challenge, request_id=request_id)
+        except Exception:
+            log.exception("request %s failed", request_id)
+            return oci_error(RegistryError(Kind.UNKNOWN, f"internal error (request id {request_id})"),
+                             head=head, request_id=request_id)
+
+    # -- base and listings ------------------------------------------------------------------
+
+    async def on_base(self, request: Request, params: dict[str, str]) -> Response:
+        await self.caller(request)
+        return Response(b"{}", media_type="application/json")
+
+    def _link(self, path: str, n: int, last: str) -> str:
+        return f'<{path}?{urlencode({"n": n, "last": last})}>; rel="next"'
+
+    async def on_catalog(self, request: Request, params: dict[str, str]) -> Response:
+        n = _page_size(request, self.max_page)
+        last = request.query_params.get("last")
+        names = await self.call(request, self.content.catalog, last, n + 1 if n else 0)
+        headers = {}
+        if n and len(names) > n:
+            names = names[:n]
+            headers["Link"] = self._link("/v2/_catalog", n, names[-1])
+        return Response(json.dumps({"repositories": names}), media_type="application/json",
+                        headers=headers)
+
+    async def on_tags(self, request: Request, params: dict[str, str]) -> Response:
+        name = params["name"]
+        n = _page_size(request, self.max_page)
+        last = request.query_params.get("last")
+        tags = await self.call(request, self.content.tags, name, last, n + 1 if n else 0)
+        headers = {}
+        if n and len(tags) > n:
+            tags = tags[:n]
+            headers["Link"] = self._link(f"/v2/{name}/tags/list", n, tags[-1])
+        return Response(json.dumps({"name": name, "tags": tags}), media_type="application/json",
+                        headers=headers)
+
+    async def on_referrers(self, request: Request, params: dict[str, str]) -> Response:
+        artifact_type = request.query_params.get("artifactType")
+        index = await self.call(request, self.content.referrers, params["name"], params["digest"],
+                                artifact_type)
+        headers = {"OCI-Filters-Applied": "artifactType"} if artifact_type is not None else {}
+        return Response(json.dumps(index), media_type=OCI_INDEX, headers=headers)
+
+    # -- manifests --------------------------------------------------------------------------
+
+    async def on_manifest(self, request: Request, params: dict[str, str]) -> Response:
+        name, ref = params["name"], params["ref"]
+        if request.method in ("GET", "HEAD"):
+            head = request.method == "HEAD"
+            row = await self.call(request, self.content.get_manifest, name, ref, head=head)
+            headers = {"Docker-Content-Digest": row.digest, "ETag": f'"{row.digest}"',
+                       "Content-Length": str(row.size)}
+            return Response(b"" if head else row.content, media_type=row.media_type, headers=headers)
+        if request.method == "PUT":
+            caller = await self.caller(request)
+            body = await self._read_limited(request, MAX_MANIFEST_BYTES)
+            result = await to_thread.run_sync(
+                lambda: self.content.put_manifest(caller, name, ref, body,
+                                                  request.headers.get("content-type")))
+            headers = {"Location": f"/v2/{name}/manifests/{result.digest}",
+                       "Docker-Content-Digest": result.digest}
+            if result.subject:
+                headers["OCI-Subject"] = result.subject
+            return Response(b"", status_code=201, headers=headers)
+        await self.call(request, self.content.delete_manifest, name, ref)
+        return Response(b"", status_code=202)
+
+    async def _read_limited(self, request: Request, limit: int) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+            raise RegistryError(Kind.TOO_LARGE, f"body exceeds {limit} bytes")
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RegistryError(Kind.TOO_LARGE, f"body exceeds {limit} bytes")
+            parts.append(chunk)
+        body = b"".join(parts)
+        if declared is not None and declared.strip().isdigit() and int(declared) != len(body):
+            raise RegistryError(Kind.SIZE_INVALID, "body length does not match Content-Length")
+        return body
+
+    # -- blobs ------------------------------------------------------------------------------
+
+    async def on_blob(self, request: Request, params: dict[str, str]) -> Response:
+        name, digest = params["name"], params["digest"]
+        if request.method == "DELETE":
+            await self.call(request, self.content.delete_blob, name, digest)
+            return Response(b"", status_code=202, headers={"Docker-Content-Digest": digest})
+        head = request.method == "HEAD"
+        info = await self.call(request, self.content.blob, name, digest, head=head)
+        headers = {"Docker-Content-Digest": info.digest, "Accept-Ranges": "bytes",
+                   "ETag": f'"{info.digest}"'}
+        start, end, status = 0, info.size, 200
+        range_header = request.headers.get("range")
+        if range_header:
+            m = _RANGE.fullmatch(range_header.strip())
+            if m is None or (not m[1] and not m[2]):
+                raise RegistryError(Kind.RANGE_INVALID, f"invalid Range {range_header[:60]!r}",
+                                    headers={"Content-Range": f"bytes */{info.size}"})
+            if m[1]:
+                start = int(m[1])
+                end = min(int(m[2]) + 1, info.size) if m[2] else info.size
+            else:  # suffix range: the last N bytes
+                start = max(info.size - int(m[2]), 0)
+            if start >= info.size or end <= start:
+                raise RegistryError(Kind.RANGE_INVALID, "requested range not satisfiable",
+                                    headers={"Content-Range": f"bytes */{info.size}"})
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{info.size}"
+        headers["Content-Length"] = str(end - start)
+        headers["Content-Type"] = "application/octet-stream"
+        if head:
+            return Response(b"", status_code=status, headers=headers)
+        if info.path is None:
+            raise RegistryError(Kind.UNKNOWN, "blob store offers no local path")
+        return FileSend(info.path, info.size, start, end, status, headers,
+                        lambda a, b: self.content.blobs.read(digest, a, b))
+
+    # -- uploads ----------------------------------------------------------------------------
+
+    def _upload_headers(self, name: str, upload_id: str, offset: int) -> dict[str, str]:
+        return {"Location": f"/v2/{name}/blobs/uploads/{upload_id}", "Docker-Upload-UUID": upload_id,
+                **range_headers(offset)}
+
+    @staticmethod
+    def _body(request: Request) -> AsyncIterator[bytes]:
+        return request.stream()
+
+    async def on_uploads(self, request: Request, params: dict[str, str]) -> Response:
+        name = params["name"]
+        query = request.query_params
+        caller = await self.caller(request)
+        mount, source = query.get("mount"), query.get("from")
+        if mount is not None and source is not None:
+            size = await to_thread.run_sync(self.uploads.mount, caller, name, mount, source)
+            if size is not None:
+                return Response(b"", status_code=201, headers={
+                    "Location": f"/v2/{name}/blobs/{mount}", "Docker-Content-Digest": mount})
+        digest = query.get("digest")
+        if digest is not None:
+            await self.uploads.monolithic(caller, name, digest, self._body(request))
+            return Response(b"", status_code=201, headers={
+                "Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": digest})
+        upload_id = await to_thread.run_sync(self.uploads.start, caller, name)
+        return Response(b"", status_code=202, headers=self._upload_headers(name, upload_id, 0))
+
+    async def on_upload(self, request: Request, params: dict[str, str]) -> Response:
+        name, upload_id = params["name"], params["upload"]
+        caller = await self.caller(request)
+        if request.method == "GET":
+            offset = await to_thread.run_sync(self.uploads.status, caller, name, upload_id)
+            return Response(b"", status_code=204, headers=self._upload_headers(name, upload_id, offset))
+        if request.method == "DELETE":
+            await to_thread.run_sync(self.uploads.cancel, caller, name, upload_id)
+            return Response(b"", status_code=204)
+        content_range = _parse_content_range(request.headers.get("content-range"))
+        if request.method == "PATCH":
+            offset = await self.uploads.append(caller, name, upload_id, self._body(request), content_range)
+            return Response(b"", status_code=202, headers=self._upload_headers(name, upload_id, offset))
+        digest = request.query_params.get("digest")
+        if digest is None:
+            raise RegistryError(Kind.DIGEST_INVALID, "the digest query parameter is required")
+        body = self._body(request) if _has_body(request) else None
+        await self.uploads.complete(caller, name, upload_id, digest, body, content_range)
+        return Response(b"", status_code=201, headers={
+            "Location": f"/v2/{name}/blobs/{quote(digest)}", "Docker-Content-Digest": digest})

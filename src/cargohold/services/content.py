@@ -1,0 +1,156 @@
+"""Reading and changing what a repository holds: blobs, manifests, tags, referrers, catalog."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from typing import Any
+
+from cargohold.domain.digests import digest_of, parse_digest
+from cargohold.domain.manifests import OCI_INDEX, parse_manifest
+from cargohold.domain.names import check_tag, parse_reference
+from cargohold.errors import Kind, RegistryError
+from cargohold.services.repositories import Caller, Repositories
+from cargohold.storage.blobs.base import BlobStore
+from cargohold.storage.meta.store import ManifestRow, MetadataStore, NewManifest, Repository
+
+PULL_RECORD_INTERVAL_MS = 60_000  # lastRecordedPullTime is approximate, as on ECR
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    digest: str
+    size: int
+    path: str | None
+
+
+@dataclass(frozen=True)
+class PutResult:
+    digest: str
+    subject: str | None
+
+
+def tag_is_immutable(repo: Repository, tag: str) -> bool:
+    mode = repo.tag_mutability
+    filters = [f.get("filter", "") for f in repo.mutability_exclusions
+               if f.get("filterType", "WILDCARD") == "WILDCARD"]
+    matches = any(fnmatch.fnmatchcase(tag, f) for f in filters)
+    if mode == "IMMUTABLE":
+        return True
+    if mode == "IMMUTABLE_WITH_EXCLUSION":
+        return not matches
+    if mode == "MUTABLE_WITH_EXCLUSION":
+        return matches
+    return False
+
+
+class Content:
+    def __init__(self, meta: MetadataStore, blobs: BlobStore, repos: Repositories) -> None:
+        self.meta = meta
+        self.blobs = blobs
+        self.repos = repos
+
+    # -- blobs ------------------------------------------------------------------------------
+
+    def blob(self, caller: Caller, name: str, digest: str, *, head: bool = False) -> BlobInfo:
+        parse_digest(digest)
+        action = "ecr:BatchCheckLayerAvailability" if head else "ecr:GetDownloadUrlForLayer"
+        repo = self.repos.resolve(caller, name, action)
+        size = self.meta.repository_blob_size(repo.id, digest)
+        if size is None:
+            raise RegistryError(Kind.BLOB_UNKNOWN, f"blob {digest} is not in repository '{name}'")
+        return BlobInfo(digest, size, self.blobs.local_path(digest))
+
+    def delete_blob(self, caller: Caller, name: str, digest: str) -> None:
+        parse_digest(digest)
+        repo = self.repos.resolve(caller, name, "ecr:BatchDeleteImage")
+        if not self.meta.unlink_blob(repo.id, digest):
+            raise RegistryError(Kind.BLOB_UNKNOWN, f"blob {digest} is not in repository '{name}'")
+
+    # -- manifests --------------------------------------------------------------------------
+
+    def get_manifest(self, caller: Caller, name: str, reference: str, *, head: bool = False) -> ManifestRow:
+        tag, digest = parse_reference(reference)
+        repo = self.repos.resolve(caller, name, "ecr:BatchGetImage")
+        if digest is not None:
+            row = self.meta.get_manifest(repo.id, digest, with_content=not head)
+        else:
+            assert tag is not None
+            row = self.meta.get_manifest_by_tag(repo.id, tag, with_content=not head)
+        if row is None:
+            raise RegistryError(Kind.MANIFEST_UNKNOWN,
+                                f"manifest '{reference}' is not in repository '{name}'")
+        if not head:
+            now = self.repos.now_ms()
+            if row.last_pulled_at is None or now - row.last_pulled_at > PULL_RECORD_INTERVAL_MS:
+                self.meta.record_pull(repo.id, row.digest, now)
+        return row
+
+    def put_manifest(self, caller: Caller, name: str, reference: str, body: bytes,
+                     content_type: str | None) -> PutResult:
+        tag, ref_digest = parse_reference(reference)
+        repo = self.repos.resolve(caller, name, "ecr:PutImage", create=True)
+        parsed = parse_manifest(body, content_type)
+        digest = digest_of(body, ref_digest.split(":")[0] if ref_digest else "sha256")
+        if ref_digest is not None and digest != ref_digest:
+            raise RegistryError(Kind.DIGEST_INVALID,
+                                f"manifest digest {digest} does not match reference {ref_digest}")
+        if tag is not None:
+            check_tag(tag)
+            if tag_is_immutable(repo, tag):
+                current = self.meta.tag_digest(repo.id, tag)
+                if current is not None and current != digest:
+                    raise RegistryError(
+                        Kind.TAG_IMMUTABLE,
+                        f"The image tag '{tag}' already exists in the '{name}' repository and cannot "
+                        f"be overwritten because the repository is immutable.")
+        new = NewManifest(
+            digest=digest, media_type=parsed.media_type, artifact_type=parsed.artifact_type,
+            subject_digest=parsed.subject.digest if parsed.subject else None,
+            config_digest=parsed.config.digest if parsed.config else None,
+            image_size=parsed.layer_bytes(), annotations=parsed.annotations, content=body,
+            blob_refs=parsed.required_blobs(), manifest_refs=parsed.required_manifests())
+        self.meta.put_manifest(repo.id, new, tag, self.repos.now_ms())
+        return PutResult(digest, new.subject_digest)
+
+    def delete_manifest(self, caller: Caller, name: str, reference: str) -> None:
+        tag, digest = parse_reference(reference)
+        repo = self.repos.resolve(caller, name, "ecr:BatchDeleteImage")
+        if digest is not None:
+            found = self.meta.delete_manifest(repo.id, digest)
+        else:
+            assert tag is not None
+            found = self.meta.delete_tag(repo.id, tag)
+        if not found:
+            raise RegistryError(Kind.MANIFEST_UNKNOWN,
+                                f"manifest '{reference}' is not in repository '{name}'")
+
+    # -- listings ---------------------------------------------------------------------------
+
+    def tags(self, caller: Caller, name: str, last: str | None, n: int) -> list[str]:
+        repo = self.repos.resolve(caller, name, "ecr:ListImages")
+        return self.meta.list_tags(repo.id, last, n) if n > 0 else []
+
+    def catalog(self, caller: Caller, last: str | None, n: int) -> list[str]:
+        self.repos.authorizer.authorize(caller.principal, "ecr:DescribeRepositories",
+                                        self.repos.arn("*"), caller.context)
+        if n <= 0:
+            return []
+        return [r.name for r in self.meta.list_repositories(self.repos.account_id, last, n)]
+
+    def referrers(self, caller: Caller, name: str, digest: str,
+                  artifact_type: str | None) -> dict[str, Any]:
+        parse_digest(digest)
+        repo = self.repos.resolve(caller, name, "ecr:BatchGetImage")
+        rows = self.meta.referrers(repo.id, digest)
+        manifests = []
+        for row in rows:
+            if artifact_type is not None and row.artifact_type != artifact_type:
+                continue
+            entry: dict[str, Any] = {"mediaType": row.media_type, "digest": row.digest, "size": row.size}
+            if row.artifact_type:
+                entry["artifactType"] = row.artifact_type
+            if row.annotations:
+                entry["annotations"] = row.annotations
+            manifests.append(entry)
+        return {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}

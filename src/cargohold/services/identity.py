@@ -1,0 +1,157 @@
+"""Who is calling, and may they do this: principals, credentials and the authorization hook.
+
+Authentication yields a Principal. Authorization goes through one Authorizer, asked with an
+ECR action name and a resource ARN for every request on either face. The policy engine of a
+later stage plugs in here; until then the account's own principals may do everything.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import secrets
+import string
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from cargohold.errors import Kind, RegistryError
+from cargohold.services.secrets import SecretBox, new_access_key_id, new_secret_access_key
+from cargohold.storage.meta.store import MetadataStore
+
+TOKEN_USER = "AWS"
+TOKEN_TTL_SECONDS = 12 * 3600
+CREDENTIALS_FILE = "root-credentials"
+
+
+@dataclass(frozen=True)
+class Principal:
+    arn: str
+    account_id: str
+    kind: str  # root | user
+    name: str
+    user_id: str
+    access_key_id: str
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    source_ip: str = ""
+    secure_transport: bool = False
+    endpoint_id: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Authorizer(Protocol):
+    def authorize(self, principal: Principal, action: str, resource: str,
+                  context: RequestContext) -> None:
+        """Return if allowed; raise RegistryError(DENIED) otherwise."""
+
+
+def denied_message(principal: Principal, action: str, resource: str) -> str:
+    return (f"User: {principal.arn} is not authorized to perform: {action} on resource: {resource}")
+
+
+class AccountAuthorizer:
+    """Principals may act within their own account; nothing crosses accounts."""
+
+    def authorize(self, principal: Principal, action: str, resource: str,
+                  context: RequestContext) -> None:
+        account = resource.split(":")[4] if resource.startswith("arn:") else principal.account_id
+        if account != principal.account_id:
+            raise RegistryError(Kind.DENIED, denied_message(principal, action, resource))
+
+
+def root_arn(account_id: str) -> str:
+    return f"arn:aws:iam::{account_id}:root"
+
+
+class Identity:
+    def __init__(self, meta: MetadataStore, box: SecretBox, account_id: str,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.meta = meta
+        self.box = box
+        self.account_id = account_id
+        self.clock = clock
+
+    # -- bootstrap --------------------------------------------------------------------------
+
+    def ensure_root_credentials(self, data_dir: Path, key_id: str | None, secret: str | None
+                                ) -> tuple[str, str] | None:
+        """Seed the root access key on first start. Returns (id, secret) when one was created now."""
+        arn = root_arn(self.account_id)
+        now = int(self.clock() * 1000)
+        self.meta.ensure_principal(arn, self.account_id, "root", "root", self.account_id, now)
+        if self.meta.count_access_keys(arn) > 0:
+            return None
+        key_id = key_id or new_access_key_id()
+        secret = secret or new_secret_access_key()
+        self.meta.add_access_key(key_id, arn, self.box.encrypt(secret), now)
+        path = data_dir / CREDENTIALS_FILE
+        path.touch(mode=0o600, exist_ok=True)
+        path.chmod(0o600)
+        path.write_text(f"aws_access_key_id = {key_id}\naws_secret_access_key = {secret}\n")
+        return key_id, secret
+
+    # -- authentication ---------------------------------------------------------------------
+
+    def principal_for_key(self, key_id: str) -> tuple[Principal, str] | None:
+        """The principal owning an active access key, with the key's secret."""
+        if not (0 < len(key_id) <= 128):
+            return None
+        key = self.meta.get_access_key(key_id)
+        if key is None or key.status != "Active":
+            return None
+        principal = Principal(key.principal_arn, key.account_id, key.principal_kind,
+                              key.principal_name, key.user_id, key.key_id)
+        return principal, self.box.decrypt(key.secret_enc)
+
+    def authenticate_basic(self, username: str, password: str) -> Principal:
+        if username == TOKEN_USER:
+            return self.authenticate_token(password)
+        found = self.principal_for_key(username)
+        if found is None or not hmac.compare_digest(found[1].encode(), password.encode()):
+            raise RegistryError(Kind.UNAUTHORIZED, "invalid username or password")
+        return found[0]
+
+    def issue_token(self, principal: Principal, ttl: int = TOKEN_TTL_SECONDS) -> tuple[str, int]:
+        """A login password bound to the principal and its access key; returns (token, expires)."""
+        expires = int(self.clock()) + ttl
+        nonce = "".join(secrets.choice(string.ascii_letters) for _ in range(8))
+        token = self.box.sign({"k": principal.access_key_id, "e": expires, "n": nonce})
+        return token, expires
+
+    def authenticate_token(self, token: str) -> Principal:
+        payload = self.box.verify(token)
+        if payload is None:
+            raise RegistryError(Kind.UNAUTHORIZED, "invalid authorization token")
+        expires = payload.get("e")
+        if not isinstance(expires, int) or expires < self.clock():
+            raise RegistryError(Kind.UNAUTHORIZED, "authorization token has expired")
+        key_id = payload.get("k")
+        # The key is looked up again: deactivating it revokes its tokens on the next request.
+        found = self.principal_for_key(key_id) if isinstance(key_id, str) else None
+        if found is None:
+            raise RegistryError(Kind.UNAUTHORIZED, "authorization token is no longer valid")
+        return found[0]
+
+    def authenticate_header(self, authorization: str | None) -> Principal:
+        if not authorization:
+            raise RegistryError(Kind.UNAUTHORIZED, "authentication required")
+        scheme, _, value = authorization.partition(" ")
+        scheme = scheme.lower()
+        value = value.strip()
+        if scheme == "basic":
+            try:
+                decoded = base64.b64decode(value, validate=True).decode()
+            except (ValueError, UnicodeDecodeError):
+                raise RegistryError(Kind.UNAUTHORIZED, "malformed Basic credentials") from None
+            username, sep, password = decoded.partition(":")
+            if not sep:
+                raise RegistryError(Kind.UNAUTHORIZED, "malformed Basic credentials")
+            return self.authenticate_basic(username, password)
+        if scheme == "bearer":
+            return self.authenticate_token(value)
+        raise RegistryError(Kind.UNAUTHORIZED, "unsupported authorization scheme")

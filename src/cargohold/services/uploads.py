@@ -1,0 +1,230 @@
+"""Blob upload sessions: streamed to a staging area, hashed on the fly, committed durably.
+
+The session (repository, offset) lives in the metadata store, so any worker process or node
+can take the next request and a restart can resume. The running hash is kept in-process as a
+cache keyed by offset; a worker that lacks it re-hashes the staged bytes once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+from anyio import to_thread
+
+from cargohold.domain.digests import algorithm_of, new_hasher, parse_digest
+from cargohold.errors import Kind, RegistryError
+from cargohold.services.repositories import Caller, Repositories
+from cargohold.storage.blobs.base import BlobStore, UploadWriter
+from cargohold.storage.meta.store import MetadataStore
+
+_UPLOAD_ID_RE = re.compile(r"[a-f0-9]{32}")
+_BATCH = 1 << 20  # bytes handed to a worker thread at a time (hashing releases the GIL)
+_CACHE_LIMIT = 1024
+
+T = TypeVar("T")
+
+PUSH_ACTIONS = ("ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload")
+
+
+async def _run(func: Callable[..., T], *args: Any) -> T:
+    return await to_thread.run_sync(func, *args)
+
+
+def _sink(writer: UploadWriter, hasher: Any, data: bytes) -> None:
+    writer.write(data)
+    hasher.update(data)
+
+
+class Uploads:
+    def __init__(self, meta: MetadataStore, blobs: BlobStore, repos: Repositories) -> None:
+        self.meta = meta
+        self.blobs = blobs
+        self.repos = repos
+        self._hashers: dict[str, tuple[int, Any]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _unknown(self) -> RegistryError:
+        return RegistryError(Kind.BLOB_UPLOAD_UNKNOWN, "blob upload unknown to registry")
+
+    # -- sync parts -------------------------------------------------------------------------
+
+    def start(self, caller: Caller, name: str) -> str:
+        repo = self.repos.resolve(caller, name, "ecr:InitiateLayerUpload", create=True)
+        upload_id = uuid.uuid4().hex
+        self.blobs.start_upload(upload_id)
+        self.meta.create_upload(upload_id, repo.id, self.repos.now_ms())
+        return upload_id
+
+    def mount(self, caller: Caller, name: str, digest: str, source: str) -> int | None:
+        """Link a blob from another repository; the blob size when mounted, None otherwise."""
+        parse_digest(digest)
+        repo = self.repos.resolve(caller, name, "ecr:InitiateLayerUpload", create=True)
+        try:
+            src = self.repos.resolve(caller, source, "ecr:GetDownloadUrlForLayer")
+        except RegistryError:
+            return None  # unreadable or unknown source: fall back to a normal upload
+        size = self.meta.repository_blob_size(src.id, digest)
+        if size is None:
+            return None
+        self.meta.link_blob(repo.id, digest, size, self.repos.now_ms())
+        return size
+
+    def _session(self, caller: Caller, name: str, upload_id: str, action: str) -> tuple[int, int]:
+        repo = self.repos.resolve(caller, name, action)
+        if not _UPLOAD_ID_RE.fullmatch(upload_id):
+            raise self._unknown()
+        found = self.meta.get_upload(upload_id)
+        if found is None or found[0] != repo.id:
+            raise self._unknown()
+        return found
+
+    def status(self, caller: Caller, name: str, upload_id: str) -> int:
+        return self._session(caller, name, upload_id, "ecr:UploadLayerPart")[1]
+
+    def cancel(self, caller: Caller, name: str, upload_id: str) -> None:
+        self._session(caller, name, upload_id, "ecr:UploadLayerPart")
+        self.meta.delete_upload(upload_id)
+        self.blobs.abort(upload_id)
+        self._hashers.pop(upload_id, None)
+
+    def _hasher_at(self, upload_id: str, offset: int) -> Any:
+        cached = self._hashers.pop(upload_id, None)
+        if cached is not None and cached[0] == offset:
+            return cached[1]
+        hasher = new_hasher("sha256")
+        remaining = offset
+        for chunk in self.blobs.read_upload(upload_id):
+            piece = chunk[:remaining]
+            hasher.update(piece)
+            remaining -= len(piece)
+            if remaining <= 0:
+                break
+        if remaining > 0:
+            raise RegistryError(Kind.BLOB_UPLOAD_INVALID, "staged data is shorter than the session offset")
+        return hasher
+
+    # -- streaming --------------------------------------------------------------------------
+
+    async def _stream(self, upload_id: str, offset: int, body: AsyncIterator[bytes], hasher: Any) -> int:
+        """Append body at offset; returns bytes written. One batch in flight overlaps I/O and hashing."""
+        writer = await _run(self.blobs.upload_writer, upload_id, offset)
+        pending: asyncio.Future[None] | None = None
+        parts: list[bytes] = []
+        size = written = 0
+        try:
+            async for chunk in body:
+                if not chunk:
+                    continue
+                parts.append(chunk)
+                size += len(chunk)
+                if size >= _BATCH:
+                    data = b"".join(parts)
+                    parts, size = [], 0
+                    if pending is not None:
+                        await pending
+                    pending = asyncio.ensure_future(_run(_sink, writer, hasher, data))
+                    written += len(data)
+            if pending is not None:
+                await pending
+                pending = None
+            if parts:
+                data = b"".join(parts)
+                await _run(_sink, writer, hasher, data)
+                written += len(data)
+        finally:
+            if pending is not None:
+                await asyncio.gather(pending, return_exceptions=True)
+            await _run(writer.close)
+        return written
+
+    def _lock(self, upload_id: str) -> asyncio.Lock:
+        lock = self._locks.get(upload_id)
+        if lock is None:
+            if len(self._locks) > _CACHE_LIMIT:
+                self._locks = {k: v for k, v in self._locks.items() if v.locked()}
+            lock = self._locks[upload_id] = asyncio.Lock()
+        return lock
+
+    async def append(self, caller: Caller, name: str, upload_id: str, body: AsyncIterator[bytes],
+                     content_range: tuple[int, int] | None = None) -> int:
+        """PATCH: append a chunk; returns the new offset. Out-of-order chunks raise 416."""
+        async with self._lock(upload_id):
+            _, offset = await _run(self._session, caller, name, upload_id, "ecr:UploadLayerPart")
+            return await self._append_locked(upload_id, offset, body, content_range)
+
+    async def _append_locked(self, upload_id: str, offset: int, body: AsyncIterator[bytes],
+                             content_range: tuple[int, int] | None) -> int:
+        if content_range is not None and content_range[0] != offset:
+            raise RegistryError(Kind.RANGE_INVALID, f"chunk starts at {content_range[0]}, expected {offset}",
+                                headers=range_headers(offset))
+        hasher = await _run(self._hasher_at, upload_id, offset)
+        try:
+            written = await self._stream(upload_id, offset, body, hasher)
+        except BaseException:
+            self._hashers.pop(upload_id, None)
+            raise
+        if content_range is not None and content_range[1] - content_range[0] + 1 != written:
+            raise RegistryError(Kind.RANGE_INVALID, "chunk length does not match Content-Range",
+                                headers=range_headers(offset))
+        new_offset = offset + written
+        moved = await _run(self.meta.advance_upload, upload_id, offset, new_offset, self.repos.now_ms())
+        if not moved:
+            raise RegistryError(Kind.RANGE_INVALID, "a concurrent request changed this upload",
+                                headers=range_headers(offset))
+        if len(self._hashers) >= _CACHE_LIMIT:
+            self._hashers.clear()
+        self._hashers[upload_id] = (new_offset, hasher)
+        return new_offset
+
+    async def complete(self, caller: Caller, name: str, upload_id: str, digest: str,
+                       body: AsyncIterator[bytes] | None,
+                       content_range: tuple[int, int] | None = None) -> int:
+        """PUT: optional last chunk, then verify the digest and commit. Returns the blob size."""
+        async with self._lock(upload_id):
+            repo_id, offset = await _run(self._session, caller, name, upload_id, "ecr:CompleteLayerUpload")
+            parse_digest(digest)
+            if body is not None:
+                offset = await self._append_locked(upload_id, offset, body, content_range)
+            return await self._finish(upload_id, repo_id, digest, offset)
+
+    async def _finish(self, upload_id: str, repo_id: int, digest: str, size: int) -> int:
+        cached = self._hashers.pop(upload_id, None)
+        if algorithm_of(digest) == "sha256" and cached is not None and cached[0] == size:
+            actual = "sha256:" + cached[1].hexdigest()
+        else:
+            actual = await _run(self._rehash, upload_id, algorithm_of(digest))
+        if actual != digest:
+            await _run(self._discard, upload_id)
+            raise RegistryError(Kind.DIGEST_INVALID,
+                                f"provided digest {digest} did not match uploaded content {actual}")
+        await _run(self.blobs.commit, upload_id, digest)
+        await _run(self.meta.link_blob, repo_id, digest, size, self.repos.now_ms())
+        await _run(self.meta.delete_upload, upload_id)
+        return size
+
+    def _rehash(self, upload_id: str, algorithm: str) -> str:
+        hasher = new_hasher(algorithm)
+        for chunk in self.blobs.read_upload(upload_id):
+            hasher.update(chunk)
+        return f"{algorithm}:{hasher.hexdigest()}"
+
+    def _discard(self, upload_id: str) -> None:
+        self.meta.delete_upload(upload_id)
+        self.blobs.abort(upload_id)
+
+    async def monolithic(self, caller: Caller, name: str, digest: str, body: AsyncIterator[bytes]) -> int:
+        """POST with ?digest=: the whole blob in one request."""
+        parse_digest(digest)
+        upload_id = await _run(self.start, caller, name)
+        async with self._lock(upload_id):
+            repo_id = (await _run(self.meta.get_upload, upload_id) or (0, 0))[0]
+            offset = await self._append_locked(upload_id, 0, body, None)
+            return await self._finish(upload_id, repo_id, digest, offset)
+
+
+def range_headers(offset: int) -> dict[str, str]:
+    return {"Range": f"0-{max(offset - 1, 0)}"}

@@ -1,0 +1,46 @@
+"""The BlobStore interface: content-addressed bytes plus staging areas for uploads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+
+class UploadWriter(Protocol):
+    def write(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class BlobStore(Protocol):
+    """Staged uploads are addressed by an already-validated upload id, blobs by a validated digest."""
+
+    def start_upload(self, upload_id: str) -> None: ...
+
+    def upload_size(self, upload_id: str) -> int | None:
+        """Bytes staged so far, or None if there is no such staging area."""
+
+    def upload_writer(self, upload_id: str, offset: int) -> UploadWriter:
+        """A writer appending at offset (anything staged past offset is discarded)."""
+
+    def read_upload(self, upload_id: str, chunk_size: int = 1 << 20) -> Iterator[bytes]: ...
+
+    def commit(self, upload_id: str, digest: str) -> None:
+        """Make the staged bytes durable as blob `digest` and remove the staging area."""
+
+    def abort(self, upload_id: str) -> None: ...
+
+    def size(self, digest: str) -> int | None: ...
+
+    def local_path(self, digest: str) -> str | None:
+        """A filesystem path for zero-copy sends, when the store has one."""
+
+    def read(self, digest: str, start: int = 0, end: int | None = None,
+             chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """Bytes [start, end) of a blob (end exclusive, None = to the end)."""
+
+    def delete(self, digest: str) -> bool: ...
+
+    def list_digests(self) -> Iterator[str]: ...
+
+    def list_uploads(self) -> Iterator[str]: ...

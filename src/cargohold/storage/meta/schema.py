@@ -1,0 +1,131 @@
+"""The metadata schema, one definition for SQLite and PostgreSQL (SQLAlchemy Core).
+
+Repositories never own bytes: they own rows that link to content-addressed blobs.
+Alembic migrations under migrations/ create exactly this schema (a test compares them).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# Times are stored as integer milliseconds since the epoch: portable and cheap to compare.
+
+principals = Table(
+    "principals", metadata,
+    Column("arn", String(512), primary_key=True),
+    Column("account_id", String(12), nullable=False),
+    Column("kind", String(16), nullable=False),  # root | user
+    Column("name", String(128), nullable=False),
+    Column("user_id", String(32), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+access_keys = Table(
+    "access_keys", metadata,
+    Column("key_id", String(128), primary_key=True),
+    Column("principal_arn", String(512), ForeignKey("principals.arn", ondelete="CASCADE"),
+           nullable=False, index=True),
+    Column("secret_enc", LargeBinary, nullable=False),  # encrypted at rest (Fernet)
+    Column("status", String(16), nullable=False),  # Active | Inactive
+    Column("created_at", BigInteger, nullable=False),
+)
+
+repositories = Table(
+    "repositories", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", String(12), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("tag_mutability", String(32), nullable=False, server_default="MUTABLE"),
+    Column("mutability_exclusions", JSON, nullable=True),
+    Column("scan_on_push", Boolean, nullable=False, server_default="0"),
+    Column("encryption", JSON, nullable=True),
+    Column("resource_tags", JSON, nullable=True),
+    UniqueConstraint("account_id", "name", name="uq_repositories_account_name"),
+)
+
+blobs = Table(
+    "blobs", metadata,
+    Column("digest", String(160), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+repository_blobs = Table(
+    "repository_blobs", metadata,
+    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("digest", String(160), ForeignKey("blobs.digest"), primary_key=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+Index("ix_repository_blobs_digest", repository_blobs.c.digest)
+
+manifests = Table(
+    "manifests", metadata,
+    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("digest", String(160), primary_key=True),
+    Column("media_type", String(255), nullable=False),
+    Column("artifact_type", String(255), nullable=True),
+    Column("subject_digest", String(160), nullable=True),
+    Column("config_digest", String(160), nullable=True),
+    Column("size", BigInteger, nullable=False),  # bytes of the manifest document
+    Column("image_size", BigInteger, nullable=False),  # sum of layer sizes (ECR's imageSizeInBytes)
+    Column("annotations", JSON, nullable=True),
+    Column("content", LargeBinary, nullable=False),  # the exact bytes pushed
+    Column("pushed_at", BigInteger, nullable=False),
+    Column("last_pulled_at", BigInteger, nullable=True),
+)
+Index("ix_manifests_subject", manifests.c.repository_id, manifests.c.subject_digest)
+
+manifest_references = Table(
+    "manifest_references", metadata,
+    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("parent_digest", String(160), primary_key=True),
+    Column("child_digest", String(160), primary_key=True),
+    Column("kind", String(8), primary_key=True),  # blob | manifest
+)
+Index("ix_manifest_references_child", manifest_references.c.child_digest)
+
+tags = Table(
+    "tags", metadata,
+    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("digest", String(160), nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+Index("ix_tags_digest", tags.c.repository_id, tags.c.digest)
+
+uploads = Table(
+    "uploads", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+settings = Table(
+    "settings", metadata,
+    Column("key", String(128), primary_key=True),
+    Column("value", Text, nullable=False),
+)

@@ -1,0 +1,389 @@
+"""MetadataStore: every metadata read and write, one implementation for SQLite and PostgreSQL.
+
+Methods are synchronous and each runs in its own transaction unless a connection is passed.
+Writers open their transaction with `write=True` (SQLite: BEGIN IMMEDIATE).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, and_, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from cargohold.errors import Kind, RegistryError
+from cargohold.storage.meta import schema as s
+
+
+@dataclass(frozen=True)
+class Repository:
+    id: int
+    account_id: str
+    name: str
+    created_at: int
+    tag_mutability: str
+    mutability_exclusions: list[dict[str, str]]
+    scan_on_push: bool
+    encryption: dict[str, Any] | None
+    resource_tags: list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class AccessKey:
+    key_id: str
+    secret_enc: bytes
+    status: str
+    principal_arn: str
+    account_id: str
+    principal_kind: str
+    principal_name: str
+    user_id: str
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    digest: str
+    media_type: str
+    artifact_type: str | None
+    subject_digest: str | None
+    config_digest: str | None
+    size: int
+    image_size: int
+    annotations: dict[str, str] | None
+    pushed_at: int
+    last_pulled_at: int | None
+    content: bytes | None = None
+
+
+@dataclass(frozen=True)
+class NewManifest:
+    digest: str
+    media_type: str
+    artifact_type: str | None
+    subject_digest: str | None
+    config_digest: str | None
+    image_size: int
+    annotations: dict[str, str] | None
+    content: bytes
+    blob_refs: Sequence[str]
+    manifest_refs: Sequence[str]
+
+
+_MANIFEST_COLS = (s.manifests.c.digest, s.manifests.c.media_type, s.manifests.c.artifact_type,
+                  s.manifests.c.subject_digest, s.manifests.c.config_digest, s.manifests.c.size,
+                  s.manifests.c.image_size, s.manifests.c.annotations, s.manifests.c.pushed_at,
+                  s.manifests.c.last_pulled_at)
+
+
+def _repo(row: Any) -> Repository:
+    return Repository(row.id, row.account_id, row.name, row.created_at, row.tag_mutability,
+                      row.mutability_exclusions or [], bool(row.scan_on_push), row.encryption,
+                      row.resource_tags or [])
+
+
+def _manifest(row: Any, with_content: bool = False) -> ManifestRow:
+    return ManifestRow(row.digest, row.media_type, row.artifact_type, row.subject_digest,
+                       row.config_digest, row.size, row.image_size, row.annotations, row.pushed_at,
+                       row.last_pulled_at, row.content if with_content else None)
+
+
+class MetadataStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._dialect = engine.dialect.name
+
+    # -- transactions ---------------------------------------------------------------------
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        with self.engine.connect().execution_options(write=True) as conn, conn.begin():
+            yield conn
+
+    def _insert_ignore(self, conn: Connection, table: Any, values: dict[str, Any]) -> None:
+        dialect_insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+        conn.execute(dialect_insert(table).values(**values).on_conflict_do_nothing())
+
+    def _upsert(self, conn: Connection, table: Any, values: dict[str, Any], keys: list[str],
+                updates: dict[str, Any]) -> None:
+        dialect_insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+        stmt = dialect_insert(table).values(**values)
+        conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=updates))
+
+    # -- settings ---------------------------------------------------------------------------
+
+    def get_setting(self, key: str) -> str | None:
+        with self.read() as conn:
+            return conn.execute(select(s.settings.c.value).where(s.settings.c.key == key)).scalar()
+
+    def set_setting_if_absent(self, key: str, value: str) -> str:
+        """Store value unless one exists; returns the value in force (first writer wins)."""
+        with self.write() as conn:
+            self._insert_ignore(conn, s.settings, {"key": key, "value": value})
+            return str(conn.execute(select(s.settings.c.value).where(s.settings.c.key == key)).scalar())
+
+    # -- principals and access keys ---------------------------------------------------------
+
+    def ensure_principal(self, arn: str, account_id: str, kind: str, name: str, user_id: str,
+                         now: int) -> None:
+        with self.write() as conn:
+            self._insert_ignore(conn, s.principals, {
+                "arn": arn, "account_id": account_id, "kind": kind, "name": name,
+                "user_id": user_id, "created_at": now})
+
+    def add_access_key(self, key_id: str, principal_arn: str, secret_enc: bytes, now: int,
+                       status: str = "Active") -> None:
+        with self.write() as conn:
+            conn.execute(insert(s.access_keys).values(
+                key_id=key_id, principal_arn=principal_arn, secret_enc=secret_enc, status=status,
+                created_at=now))
+
+    def count_access_keys(self, principal_arn: str) -> int:
+        with self.read() as conn:
+            return int(conn.execute(select(func.count()).select_from(s.access_keys).where(
+                s.access_keys.c.principal_arn == principal_arn)).scalar_one())
+
+    def get_access_key(self, key_id: str) -> AccessKey | None:
+        k, p = s.access_keys, s.principals
+        with self.read() as conn:
+            row = conn.execute(
+                select(k.c.key_id, k.c.secret_enc, k.c.status, k.c.principal_arn, p.c.account_id,
+                       p.c.kind, p.c.name, p.c.user_id)
+                .join(p, p.c.arn == k.c.principal_arn).where(k.c.key_id == key_id)).first()
+        if row is None:
+            return None
+        return AccessKey(row.key_id, row.secret_enc, row.status, row.principal_arn, row.account_id,
+                         row.kind, row.name, row.user_id)
+
+    # -- repositories -----------------------------------------------------------------------
+
+    def get_repository(self, account_id: str, name: str) -> Repository | None:
+        with self.read() as conn:
+            row = conn.execute(select(s.repositories).where(and_(
+                s.repositories.c.account_id == account_id, s.repositories.c.name == name))).first()
+        return _repo(row) if row else None
+
+    def create_repository(self, account_id: str, name: str, now: int, *,
+                          tag_mutability: str = "MUTABLE",
+                          mutability_exclusions: list[dict[str, str]] | None = None,
+                          scan_on_push: bool = False, encryption: dict[str, Any] | None = None,
+                          resource_tags: list[dict[str, str]] | None = None,
+                          exist_ok: bool = False) -> Repository:
+        try:
+            with self.write() as conn:
+                conn.execute(insert(s.repositories).values(
+                    account_id=account_id, name=name, created_at=now, tag_mutability=tag_mutability,
+                    mutability_exclusions=mutability_exclusions, scan_on_push=scan_on_push,
+                    encryption=encryption, resource_tags=resource_tags))
+        except IntegrityError:
+            if not exist_ok:
+                raise RegistryError(
+                    Kind.REPOSITORY_EXISTS,
+                    f"The repository with name '{name}' already exists in the registry with id "
+                    f"'{account_id}'") from None
+        repo = self.get_repository(account_id, name)
+        assert repo is not None
+        return repo
+
+    def list_repositories(self, account_id: str, after: str | None, limit: int) -> list[Repository]:
+        r = s.repositories
+        stmt = select(r).where(r.c.account_id == account_id)
+        if after is not None:
+            stmt = stmt.where(r.c.name > after)
+        with self.read() as conn:
+            rows = conn.execute(stmt.order_by(r.c.name).limit(limit)).all()
+        return [_repo(row) for row in rows]
+
+    def update_repository(self, repository_id: int, **values: Any) -> None:
+        with self.write() as conn:
+            conn.execute(update(s.repositories).where(s.repositories.c.id == repository_id)
+                         .values(**values))
+
+    def delete_repository(self, repository_id: int) -> None:
+        with self.write() as conn:
+            for table in (s.tags, s.manifest_references, s.manifests, s.repository_blobs, s.uploads):
+                conn.execute(delete(table).where(table.c.repository_id == repository_id))
+            conn.execute(delete(s.repositories).where(s.repositories.c.id == repository_id))
+
+    def repository_image_count(self, repository_id: int) -> int:
+        with self.read() as conn:
+            return int(conn.execute(select(func.count()).select_from(s.manifests).where(
+                s.manifests.c.repository_id == repository_id)).scalar_one())
+
+    # -- blobs ------------------------------------------------------------------------------
+
+    def repository_blob_size(self, repository_id: int, digest: str) -> int | None:
+        rb, b = s.repository_blobs, s.blobs
+        with self.read() as conn:
+            return conn.execute(select(b.c.size).join(rb, rb.c.digest == b.c.digest).where(
+                and_(rb.c.repository_id == repository_id, rb.c.digest == digest))).scalar()
+
+    def blob_size(self, digest: str) -> int | None:
+        with self.read() as conn:
+            return conn.execute(select(s.blobs.c.size).where(s.blobs.c.digest == digest)).scalar()
+
+    def link_blob(self, repository_id: int, digest: str, size: int, now: int) -> None:
+        with self.write() as conn:
+            self._insert_ignore(conn, s.blobs, {"digest": digest, "size": size, "created_at": now})
+            self._insert_ignore(conn, s.repository_blobs, {
+                "repository_id": repository_id, "digest": digest, "created_at": now})
+
+    def unlink_blob(self, repository_id: int, digest: str) -> bool:
+        rb = s.repository_blobs
+        with self.write() as conn:
+            result = conn.execute(delete(rb).where(and_(rb.c.repository_id == repository_id,
+                                                        rb.c.digest == digest)))
+            return result.rowcount > 0
+
+    # -- upload sessions --------------------------------------------------------------------
+
+    def create_upload(self, upload_id: str, repository_id: int, now: int) -> None:
+        with self.write() as conn:
+            conn.execute(insert(s.uploads).values(id=upload_id, repository_id=repository_id, offset=0,
+                                                  created_at=now, updated_at=now))
+
+    def get_upload(self, upload_id: str) -> tuple[int, int] | None:
+        """(repository_id, offset) of an upload session."""
+        u = s.uploads
+        with self.read() as conn:
+            row = conn.execute(select(u.c.repository_id, u.c.offset).where(u.c.id == upload_id)).first()
+        return (row.repository_id, row.offset) if row else None
+
+    def advance_upload(self, upload_id: str, expected: int, offset: int, now: int) -> bool:
+        """Compare-and-set the offset: False when another request moved it meanwhile."""
+        u = s.uploads
+        with self.write() as conn:
+            result = conn.execute(update(u).where(and_(u.c.id == upload_id, u.c.offset == expected))
+                                  .values(offset=offset, updated_at=now))
+            return result.rowcount == 1
+
+    def delete_upload(self, upload_id: str) -> bool:
+        with self.write() as conn:
+            return conn.execute(delete(s.uploads).where(s.uploads.c.id == upload_id)).rowcount > 0
+
+    def stale_uploads(self, older_than: int, limit: int = 1000) -> list[str]:
+        u = s.uploads
+        with self.read() as conn:
+            return list(conn.execute(select(u.c.id).where(u.c.updated_at < older_than).limit(limit))
+                        .scalars())
+
+    # -- manifests and tags -----------------------------------------------------------------
+
+    def get_manifest(self, repository_id: int, digest: str, with_content: bool = True) -> ManifestRow | None:
+        m = s.manifests
+        cols = (*_MANIFEST_COLS, m.c.content) if with_content else _MANIFEST_COLS
+        with self.read() as conn:
+            row = conn.execute(select(*cols).where(and_(m.c.repository_id == repository_id,
+                                                        m.c.digest == digest))).first()
+        return _manifest(row, with_content) if row else None
+
+    def get_manifest_by_tag(self, repository_id: int, tag: str,
+                            with_content: bool = True) -> ManifestRow | None:
+        m, t = s.manifests, s.tags
+        cols = (*_MANIFEST_COLS, m.c.content) if with_content else _MANIFEST_COLS
+        with self.read() as conn:
+            row = conn.execute(select(*cols).join(t, and_(t.c.repository_id == m.c.repository_id,
+                                                           t.c.digest == m.c.digest))
+                               .where(and_(t.c.repository_id == repository_id, t.c.name == tag))).first()
+        return _manifest(row, with_content) if row else None
+
+    def tag_digest(self, repository_id: int, tag: str) -> str | None:
+        t = s.tags
+        with self.read() as conn:
+            return conn.execute(select(t.c.digest).where(and_(t.c.repository_id == repository_id,
+                                                              t.c.name == tag))).scalar()
+
+    def put_manifest(self, repository_id: int, new: NewManifest, tag: str | None, now: int) -> None:
+        """Store a manifest (and move a tag to it) once every reference exists in the repository.
+
+        The reference check and the insert share one write transaction, so a concurrent
+        deletion of a referenced blob cannot slip between them.
+        """
+        rb, m = s.repository_blobs, s.manifests
+        with self.write() as conn:
+            missing: list[str] = []
+            if new.blob_refs:
+                have = set(conn.execute(select(rb.c.digest).where(and_(
+                    rb.c.repository_id == repository_id, rb.c.digest.in_(list(new.blob_refs))))).scalars())
+                missing += [d for d in new.blob_refs if d not in have]
+            if new.manifest_refs:
+                have = set(conn.execute(select(m.c.digest).where(and_(
+                    m.c.repository_id == repository_id, m.c.digest.in_(list(new.manifest_refs))))).scalars())
+                missing += [d for d in new.manifest_refs if d not in have]
+            if missing:
+                raise RegistryError(Kind.MANIFEST_BLOB_UNKNOWN,
+                                    f"manifest references unknown blobs or manifests: {', '.join(missing[:10])}",
+                                    detail={"missing": missing})
+            self._insert_ignore(conn, m, {
+                "repository_id": repository_id, "digest": new.digest, "media_type": new.media_type,
+                "artifact_type": new.artifact_type, "subject_digest": new.subject_digest,
+                "config_digest": new.config_digest, "size": len(new.content),
+                "image_size": new.image_size, "annotations": new.annotations,
+                "content": new.content, "pushed_at": now, "last_pulled_at": None})
+            refs = [{"repository_id": repository_id, "parent_digest": new.digest, "child_digest": d,
+                     "kind": "blob"} for d in new.blob_refs]
+            refs += [{"repository_id": repository_id, "parent_digest": new.digest, "child_digest": d,
+                      "kind": "manifest"} for d in new.manifest_refs]
+            for ref in refs:
+                self._insert_ignore(conn, s.manifest_references, ref)
+            if tag is not None:
+                self._upsert(conn, s.tags, {"repository_id": repository_id, "name": tag,
+                                            "digest": new.digest, "updated_at": now},
+                             ["repository_id", "name"], {"digest": new.digest, "updated_at": now})
+
+    def delete_manifest(self, repository_id: int, digest: str) -> bool:
+        m, t, r = s.manifests, s.tags, s.manifest_references
+        with self.write() as conn:
+            gone = conn.execute(delete(m).where(and_(m.c.repository_id == repository_id,
+                                                     m.c.digest == digest))).rowcount
+            conn.execute(delete(t).where(and_(t.c.repository_id == repository_id, t.c.digest == digest)))
+            conn.execute(delete(r).where(and_(r.c.repository_id == repository_id,
+                                              r.c.parent_digest == digest)))
+            return gone > 0
+
+    def delete_tag(self, repository_id: int, tag: str) -> bool:
+        t = s.tags
+        with self.write() as conn:
+            return conn.execute(delete(t).where(and_(t.c.repository_id == repository_id,
+                                                     t.c.name == tag))).rowcount > 0
+
+    def list_tags(self, repository_id: int, after: str | None, limit: int) -> list[str]:
+        t = s.tags
+        stmt = select(t.c.name).where(t.c.repository_id == repository_id)
+        if after is not None:
+            stmt = stmt.where(t.c.name > after)
+        with self.read() as conn:
+            return list(conn.execute(stmt.order_by(t.c.name).limit(limit)).scalars())
+
+    def tags_of(self, repository_id: int, digests: Sequence[str]) -> dict[str, list[str]]:
+        t = s.tags
+        out: dict[str, list[str]] = {d: [] for d in digests}
+        with self.read() as conn:
+            for row in conn.execute(select(t.c.digest, t.c.name).where(and_(
+                    t.c.repository_id == repository_id, t.c.digest.in_(list(digests))))
+                    .order_by(t.c.name)):
+                out[row.digest].append(row.name)
+        return out
+
+    def referrers(self, repository_id: int, subject: str) -> list[ManifestRow]:
+        m = s.manifests
+        with self.read() as conn:
+            rows = conn.execute(select(*_MANIFEST_COLS).where(and_(
+                m.c.repository_id == repository_id, m.c.subject_digest == subject))
+                .order_by(m.c.digest)).all()
+        return [_manifest(row) for row in rows]
+
+    def record_pull(self, repository_id: int, digest: str, now: int) -> None:
+        m = s.manifests
+        with self.write() as conn:
+            conn.execute(update(m).where(and_(m.c.repository_id == repository_id, m.c.digest == digest))
+                         .values(last_pulled_at=now))
