@@ -14,10 +14,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from cargohold.config import Config, load_config
+from cargohold.http.ecr.api import EcrApi
+from cargohold.http.ecr.operations import EcrOperations
 from cargohold.http.oci import OciApi
 from cargohold.services.content import Content
 from cargohold.services.identity import AccountAuthorizer, Authorizer, Identity
-from cargohold.services.repositories import Repositories
+from cargohold.services.images import Images
+from cargohold.services.repositories import Repositories, RepositoryAdmin
 from cargohold.services.secrets import SecretBox, load_or_create_master_key
 from cargohold.services.uploads import Uploads
 from cargohold.storage.blobs.fs import FilesystemBlobStore
@@ -38,6 +41,8 @@ class Services:
     repositories: Repositories
     uploads: Uploads
     content: Content
+    admin: RepositoryAdmin
+    images: Images
 
 
 def build_services(config: Config, *, run_migrations: bool = True,
@@ -53,9 +58,11 @@ def build_services(config: Config, *, run_migrations: bool = True,
     identity = Identity(meta, box, config.account_id, clock)
     authorizer = AccountAuthorizer()
     repositories = Repositories(meta, authorizer, config.account_id, config.region,
-                                config.create_on_push, clock)
+                                config.create_on_push, clock, box)
+    content = Content(meta, blobs, repositories)
     return Services(config, meta, blobs, box, identity, authorizer, repositories,
-                    Uploads(meta, blobs, repositories), Content(meta, blobs, repositories))
+                    Uploads(meta, blobs, repositories), content, RepositoryAdmin(repositories),
+                    Images(meta, repositories, content))
 
 
 class Metrics:
@@ -80,6 +87,9 @@ class CargoholdApp:
         self.oci = OciApi(services.identity, services.content, services.uploads,
                           realm="cargohold", service=cfg.public_host, max_page=cfg.max_tags_page * 10)
         self.metrics = Metrics()
+        self.ecr = EcrApi(services.identity, cfg.region, cfg.account_id, services.identity.clock)
+        EcrOperations(self.ecr, services.identity, services.admin, services.images, services.uploads,
+                      cfg.public_host, "https" if cfg.tls_enabled else "http")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -99,6 +109,15 @@ class CargoholdApp:
         if path.startswith("/v2"):
             face = "oci"
             response = await self.oci.handle(Request(scope, receive))
+        elif path == "/" and scope["method"] == "POST":
+            face = "ecr"
+            response = await self.ecr.handle(Request(scope, receive))
+        elif path.startswith("/download/"):
+            face = "download"
+            response = await self.oci.download(Request(scope, receive), path[len("/download/"):])
+        elif path == "/token":
+            face = "token"
+            response = await self.oci.token(Request(scope, receive))
         elif path == "/healthz":
             face = "health"
             response = JSONResponse({"status": "ok"})

@@ -46,6 +46,20 @@ class Kind(enum.Enum):
     IMAGE_EXISTS = "IMAGE_EXISTS"
     NOT_IMPLEMENTED = "NOT_IMPLEMENTED"
     CONFLICT = "CONFLICT"
+    VALIDATION = "VALIDATION"
+    SERIALIZATION = "SERIALIZATION"
+    UNKNOWN_OPERATION = "UNKNOWN_OPERATION"
+    MISSING_AUTH = "MISSING_AUTH"
+    INCOMPLETE_SIGNATURE = "INCOMPLETE_SIGNATURE"
+    SIGNATURE_INVALID = "SIGNATURE_INVALID"
+    UNRECOGNIZED_CLIENT = "UNRECOGNIZED_CLIENT"
+    LAYER_PART_INVALID = "LAYER_PART_INVALID"
+    LAYER_PART_TOO_SMALL = "LAYER_PART_TOO_SMALL"
+    LAYER_EXISTS = "LAYER_EXISTS"
+    REFERENCED_IMAGES_NOT_FOUND = "REFERENCED_IMAGES_NOT_FOUND"
+    INVALID_TAG_PARAMETER = "INVALID_TAG_PARAMETER"
+    TOO_MANY_TAGS = "TOO_MANY_TAGS"
+    EMPTY_UPLOAD = "EMPTY_UPLOAD"
     UNKNOWN = "UNKNOWN"
 
 
@@ -100,6 +114,32 @@ TABLE: dict[Kind, Row] = {
                               "not implemented"),
     Kind.CONFLICT: Row("UNKNOWN", 409, "ServerException", 500,
                        "a concurrent change conflicted with this request; retry it"),
+    Kind.VALIDATION: Row("UNSUPPORTED", 400, "ValidationException", 400, "validation error"),
+    Kind.SERIALIZATION: Row("UNSUPPORTED", 400, "SerializationException", 400, "malformed request"),
+    Kind.UNKNOWN_OPERATION: Row("UNSUPPORTED", 404, "UnknownOperationException", 400,
+                                "unknown operation"),
+    Kind.MISSING_AUTH: Row("UNAUTHORIZED", 401, "MissingAuthenticationTokenException", 403,
+                           "Missing Authentication Token"),
+    Kind.INCOMPLETE_SIGNATURE: Row("UNAUTHORIZED", 401, "IncompleteSignatureException", 400,
+                                   "incomplete signature"),
+    Kind.SIGNATURE_INVALID: Row("UNAUTHORIZED", 401, "InvalidSignatureException", 400,
+                                "The request signature we calculated does not match the signature "
+                                "you provided."),
+    Kind.UNRECOGNIZED_CLIENT: Row("UNAUTHORIZED", 401, "UnrecognizedClientException", 400,
+                                  "The security token included in the request is invalid."),
+    Kind.LAYER_PART_INVALID: Row("BLOB_UPLOAD_INVALID", 416, "InvalidLayerPartException", 400,
+                                 "layer part out of order"),
+    Kind.LAYER_PART_TOO_SMALL: Row("BLOB_UPLOAD_INVALID", 400, "LayerPartTooSmallException", 400,
+                                   "layer part too small"),
+    Kind.LAYER_EXISTS: Row("DENIED", 409, "LayerAlreadyExistsException", 400, "layer already exists"),
+    Kind.REFERENCED_IMAGES_NOT_FOUND: Row("MANIFEST_BLOB_UNKNOWN", 404,
+                                          "ReferencedImagesNotFoundException", 400,
+                                          "referenced images not found"),
+    Kind.INVALID_TAG_PARAMETER: Row("UNSUPPORTED", 400, "InvalidTagParameterException", 400,
+                                    "invalid tag parameter"),
+    Kind.TOO_MANY_TAGS: Row("UNSUPPORTED", 400, "TooManyTagsException", 400, "too many tags"),
+    Kind.EMPTY_UPLOAD: Row("BLOB_UPLOAD_INVALID", 400, "EmptyUploadException", 400,
+                           "The specified layer upload does not contain any layer parts."),
     Kind.UNKNOWN: Row("UNKNOWN", 500, "ServerException", 500, "unknown error"),
 }
 

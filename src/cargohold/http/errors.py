@@ -39,10 +39,8 @@ def oci_error(err: RegistryError, *, head: bool = False, challenge: dict[str, st
 def ecr_error(err: RegistryError, *, request_id: str = "") -> Response:
     row = err.row
     body: dict[str, Any] = {"__type": row.ecr_exception, "message": err.message}
-    if isinstance(err.detail, dict):
-        for key, value in err.detail.items():
-            if key not in body and key != "missing":
-                body[key] = value
+    if isinstance(err.detail, dict):  # extra members some ECR exceptions carry
+        body.update(err.detail.get("ecr_fields", {}))
     headers = {"x-amzn-RequestId": request_id} if request_id else {}
     return Response(json.dumps(body).encode(), status_code=row.ecr_status, headers=headers,
                     media_type=ECR_ERROR_TYPE)

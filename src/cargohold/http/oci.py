@@ -336,3 +336,30 @@ class OciApi:
         await self.uploads.complete(caller, name, upload_id, digest, body, content_range)
         return Response(b"", status_code=201, headers={
             "Location": f"/v2/{name}/blobs/{quote(digest)}", "Docker-Content-Digest": digest})
+
+    # -- extras: layer download grants and the Bearer token endpoint --------------------------------
+
+    async def download(self, request: Request, grant: str) -> Response:
+        """GET /download/<grant>: a time-limited blob URL from GetDownloadUrlForLayer, no other auth."""
+        try:
+            info = await to_thread.run_sync(self.content.blob_by_grant, grant)
+            headers = {"Docker-Content-Digest": info.digest, "Content-Length": str(info.size),
+                       "Content-Type": "application/octet-stream"}
+            if info.path is None:
+                raise RegistryError(Kind.UNKNOWN, "blob store offers no local path")
+            return FileSend(info.path, info.size, 0, info.size, 200, headers,
+                            lambda a, b: self.content.blobs.read(info.digest, a, b))
+        except RegistryError as err:
+            return oci_error(err)
+
+    async def token(self, request: Request) -> Response:
+        """GET /token (Docker token auth): Basic credentials in, a Bearer token out."""
+        try:
+            principal = await to_thread.run_sync(
+                self.identity.authenticate_header, request.headers.get("authorization"))
+            token, expires = self.identity.issue_token(principal)
+            now = int(self.identity.clock())
+            return Response(json.dumps({"token": token, "access_token": token, "expires_in": expires - now}),
+                            media_type="application/json")
+        except RegistryError as err:
+            return oci_error(err, challenge=self.challenge)

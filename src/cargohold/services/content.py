@@ -154,3 +154,17 @@ class Content:
                 entry["annotations"] = row.annotations
             manifests.append(entry)
         return {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
+
+    def blob_by_grant(self, grant: str) -> BlobInfo:
+        """Resolve a signed download grant (from GetDownloadUrlForLayer) to a blob."""
+        box = self.repos.box
+        payload = box.verify(grant) if box is not None else None
+        if (payload is None or not isinstance(payload.get("e"), int) or payload["e"] < self.repos.clock()
+                or payload.get("a") != self.repos.account_id):
+            raise RegistryError(Kind.DENIED, "the download URL is invalid or has expired")
+        name, digest = str(payload.get("r")), str(payload.get("d"))
+        repo = self.meta.get_repository(self.repos.account_id, name)
+        size = self.meta.repository_blob_size(repo.id, digest) if repo else None
+        if size is None:
+            raise RegistryError(Kind.BLOB_UNKNOWN, f"blob {digest} is not in repository '{name}'")
+        return BlobInfo(digest, size, self.blobs.local_path(digest))

@@ -5,10 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from cargohold.domain.names import check_repository_name
 from cargohold.errors import Kind, RegistryError
 from cargohold.services.identity import Authorizer, Principal, RequestContext
+from cargohold.services.secrets import SecretBox
 from cargohold.storage.meta.store import MetadataStore, Repository
 
 
@@ -20,8 +22,10 @@ class Caller:
 
 class Repositories:
     def __init__(self, meta: MetadataStore, authorizer: Authorizer, account_id: str, region: str,
-                 create_on_push: bool, clock: Callable[[], float] = time.time) -> None:
+                 create_on_push: bool, clock: Callable[[], float] = time.time,
+                 box: SecretBox | None = None) -> None:
         self.meta = meta
+        self.box = box  # signs and verifies download grants
         self.authorizer = authorizer
         self.account_id = account_id
         self.region = region
@@ -56,3 +60,126 @@ class Repositories:
                 raise self.not_found(name)
             repo = self.meta.create_repository(self.account_id, name, self.now_ms(), exist_ok=True)
         return repo
+
+
+MUTABILITY_MODES = ("MUTABLE", "IMMUTABLE", "IMMUTABLE_WITH_EXCLUSION", "MUTABLE_WITH_EXCLUSION")
+MAX_RESOURCE_TAGS = 50
+
+
+def check_mutability(mode: str, filters: list[dict[str, str]] | None) -> list[dict[str, str]]:
+    filters = filters or []
+    if mode.endswith("_WITH_EXCLUSION"):
+        if not filters:
+            raise RegistryError(Kind.INVALID_PARAMETER,
+                                f"Invalid parameter at 'imageTagMutabilityExclusionFilters' failed to satisfy "
+                                f"constraint: 'Exclusion filters are required when imageTagMutability is {mode}'")
+    elif filters:
+        raise RegistryError(Kind.INVALID_PARAMETER,
+                            "Invalid parameter at 'imageTagMutabilityExclusionFilters' failed to satisfy "
+                            f"constraint: 'Exclusion filters are only allowed with the *_WITH_EXCLUSION "
+                            f"modes, not {mode}'")
+    return [{"filterType": f.get("filterType", "WILDCARD"), "filter": f["filter"]} for f in filters]
+
+
+def check_resource_tags(tags: list[dict[str, str]]) -> list[dict[str, str]]:
+    keys = [t["Key"] for t in tags]
+    if len(set(keys)) != len(keys):
+        raise RegistryError(Kind.INVALID_TAG_PARAMETER, "Tag keys must be unique")
+    for tag in tags:
+        if not (1 <= len(tag["Key"]) <= 128) or len(tag["Value"]) > 256 or tag["Key"].startswith("aws:"):
+            raise RegistryError(Kind.INVALID_TAG_PARAMETER,
+                                f"Invalid tag: key must be 1-128 characters and not start with 'aws:', "
+                                f"value at most 256 characters: {tag['Key'][:130]!r}")
+    if len(tags) > MAX_RESOURCE_TAGS:
+        raise RegistryError(Kind.TOO_MANY_TAGS, f"A resource can have at most {MAX_RESOURCE_TAGS} tags")
+    return tags
+
+
+class RepositoryAdmin:
+    """ECR's repository-level use cases: create, describe, delete, settings, resource tags."""
+
+    def __init__(self, repos: Repositories) -> None:
+        self.repos = repos
+        self.meta = repos.meta
+
+    def _get(self, caller: Caller, name: str, action: str) -> Repository:
+        return self.repos.resolve(caller, name, action)
+
+    def create(self, caller: Caller, name: str, *, tags: list[dict[str, str]] | None = None,
+               mutability: str = "MUTABLE", exclusions: list[dict[str, str]] | None = None,
+               scan_on_push: bool = False, encryption: dict[str, Any] | None = None) -> Repository:
+        check_repository_name(name)
+        self.repos.authorize(caller, "ecr:CreateRepository", name)
+        if tags:
+            self.repos.authorize(caller, "ecr:TagResource", name)
+        exclusions = check_mutability(mutability, exclusions)
+        encryption = dict(encryption or {"encryptionType": "AES256"})
+        if encryption.get("encryptionType") == "AES256" and encryption.get("kmsKey"):
+            raise RegistryError(Kind.INVALID_PARAMETER,
+                                "Invalid parameter at 'encryptionConfiguration' failed to satisfy constraint: "
+                                "'kmsKey can be specified only when encryptionType is KMS or KMS_DSSE'")
+        return self.meta.create_repository(
+            self.repos.account_id, name, self.repos.now_ms(), tag_mutability=mutability,
+            mutability_exclusions=exclusions or None, scan_on_push=scan_on_push, encryption=encryption,
+            resource_tags=check_resource_tags(tags or []))
+
+    def describe(self, caller: Caller, names: list[str] | None, after: str | None,
+                 limit: int) -> list[Repository]:
+        if names:
+            out = []
+            for name in dict.fromkeys(names):
+                out.append(self._get(caller, name, "ecr:DescribeRepositories"))
+            return sorted(out, key=lambda r: r.name)
+        self.repos.authorizer.authorize(caller.principal, "ecr:DescribeRepositories", self.repos.arn("*"),
+                                        caller.context)
+        return self.meta.list_repositories(self.repos.account_id, after, limit)
+
+    def delete(self, caller: Caller, name: str, force: bool) -> Repository:
+        repo = self._get(caller, name, "ecr:DeleteRepository")
+        if not force and self.meta.repository_image_count(repo.id) > 0:
+            raise RegistryError(
+                Kind.REPOSITORY_NOT_EMPTY,
+                f"The repository with name '{name}' in registry with id '{self.repos.account_id}' cannot "
+                f"be deleted because it still contains images")
+        self.meta.delete_repository(repo.id)
+        return repo
+
+    def set_mutability(self, caller: Caller, name: str, mode: str,
+                       exclusions: list[dict[str, str]] | None) -> Repository:
+        repo = self._get(caller, name, "ecr:PutImageTagMutability")
+        checked = check_mutability(mode, exclusions)
+        self.meta.update_repository(repo.id, tag_mutability=mode, mutability_exclusions=checked or None)
+        return self._get(caller, name, "ecr:PutImageTagMutability")
+
+    def set_scanning(self, caller: Caller, name: str, scan_on_push: bool) -> Repository:
+        repo = self._get(caller, name, "ecr:PutImageScanningConfiguration")
+        self.meta.update_repository(repo.id, scan_on_push=scan_on_push)
+        return self._get(caller, name, "ecr:PutImageScanningConfiguration")
+
+    # -- resource tags, addressed by ARN --------------------------------------------------------
+
+    def name_from_arn(self, arn: str) -> str:
+        prefix = f"arn:aws:ecr:{self.repos.region}:"
+        if not arn.startswith(prefix) or ":repository/" not in arn:
+            raise RegistryError(Kind.INVALID_PARAMETER,
+                                "Invalid parameter at 'resourceArn' failed to satisfy constraint: "
+                                "'Must be a valid repository ARN'")
+        account, _, name = arn[len(prefix):].partition(":repository/")
+        if account != self.repos.account_id:
+            raise self.repos.not_found(name)
+        return name
+
+    def list_tags(self, caller: Caller, arn: str) -> list[dict[str, str]]:
+        return self._get(caller, self.name_from_arn(arn), "ecr:ListTagsForResource").resource_tags
+
+    def tag(self, caller: Caller, arn: str, tags: list[dict[str, str]]) -> None:
+        repo = self._get(caller, self.name_from_arn(arn), "ecr:TagResource")
+        merged = {t["Key"]: t["Value"] for t in repo.resource_tags}
+        merged.update({t["Key"]: t["Value"] for t in check_resource_tags(tags)})
+        self.meta.update_repository(repo.id, resource_tags=check_resource_tags(
+            [{"Key": k, "Value": v} for k, v in merged.items()]))
+
+    def untag(self, caller: Caller, arn: str, keys: list[str]) -> None:
+        repo = self._get(caller, self.name_from_arn(arn), "ecr:UntagResource")
+        self.meta.update_repository(repo.id, resource_tags=[
+            t for t in repo.resource_tags if t["Key"] not in set(keys)])

@@ -21,7 +21,7 @@ from cargohold.services.repositories import Caller, Repositories
 from cargohold.storage.blobs.base import BlobStore, UploadWriter
 from cargohold.storage.meta.store import MetadataStore
 
-_UPLOAD_ID_RE = re.compile(r"[a-f0-9]{32}")
+_UPLOAD_ID_RE = re.compile(r"[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}")
 _BATCH = 1 << 20  # bytes handed to a worker thread at a time (hashing releases the GIL)
 _CACHE_LIMIT = 1024
 
@@ -54,7 +54,7 @@ class Uploads:
 
     def start(self, caller: Caller, name: str) -> str:
         repo = self.repos.resolve(caller, name, "ecr:InitiateLayerUpload", create=True)
-        upload_id = uuid.uuid4().hex
+        upload_id = str(uuid.uuid4())  # ECR's uploadId pattern is a dashed UUID
         self.blobs.start_upload(upload_id)
         self.meta.create_upload(upload_id, repo.id, self.repos.now_ms())
         return upload_id

@@ -120,6 +120,7 @@ uploads = Table(
     Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"),
            nullable=False),
     Column("offset", BigInteger, nullable=False),
+    Column("last_part_size", BigInteger, nullable=True),  # ECR layer parts: all but the last >= 5 MiB
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
 )

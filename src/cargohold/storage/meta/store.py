@@ -119,6 +119,15 @@ class MetadataStore:
         stmt = dialect_insert(table).values(**values)
         conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=updates))
 
+    def _lexical(self, column: Any) -> Any:
+        """The column compared and ordered byte-wise (what SQLite's BINARY collation does).
+
+        A PostgreSQL database's default collation is usually a natural-language one
+        (en_US.UTF-8, ICU) in which "B" < "a" is false and punctuation sorts differently, so
+        names would list in a different order than on SQLite and than the spec requires.
+        """
+        return column.collate("C") if self._dialect == "postgresql" else column
+
     # -- settings ---------------------------------------------------------------------------
 
     def get_setting(self, key: str) -> str | None:
@@ -198,9 +207,9 @@ class MetadataStore:
         r = s.repositories
         stmt = select(r).where(r.c.account_id == account_id)
         if after is not None:
-            stmt = stmt.where(r.c.name > after)
+            stmt = stmt.where(self._lexical(r.c.name) > after)
         with self.read() as conn:
-            rows = conn.execute(stmt.order_by(r.c.name).limit(limit)).all()
+            rows = conn.execute(stmt.order_by(self._lexical(r.c.name)).limit(limit)).all()
         return [_repo(row) for row in rows]
 
     def update_repository(self, repository_id: int, **values: Any) -> None:
@@ -306,23 +315,31 @@ class MetadataStore:
         """Store a manifest (and move a tag to it) once every reference exists in the repository.
 
         The reference check and the insert share one write transaction, so a concurrent
-        deletion of a referenced blob cannot slip between them.
+        deletion of a referenced blob cannot slip between them: SQLite's BEGIN IMMEDIATE
+        serializes writers; on PostgreSQL (READ COMMITTED) the referenced rows are read FOR
+        SHARE, which waits for an uncommitted delete and then no longer finds the row.
+        Manifests are locked before blobs, the order delete_repository deletes them in.
         """
         rb, m = s.repository_blobs, s.manifests
         with self.write() as conn:
-            missing: list[str] = []
-            if new.blob_refs:
-                have = set(conn.execute(select(rb.c.digest).where(and_(
-                    rb.c.repository_id == repository_id, rb.c.digest.in_(list(new.blob_refs))))).scalars())
-                missing += [d for d in new.blob_refs if d not in have]
+            have_manifests: set[str] = set()
+            have_blobs: set[str] = set()
             if new.manifest_refs:
-                have = set(conn.execute(select(m.c.digest).where(and_(
-                    m.c.repository_id == repository_id, m.c.digest.in_(list(new.manifest_refs))))).scalars())
-                missing += [d for d in new.manifest_refs if d not in have]
+                have_manifests = set(conn.execute(select(m.c.digest).where(and_(
+                    m.c.repository_id == repository_id, m.c.digest.in_(list(new.manifest_refs))))
+                    .with_for_update(read=True)).scalars())
+            if new.blob_refs:
+                have_blobs = set(conn.execute(select(rb.c.digest).where(and_(
+                    rb.c.repository_id == repository_id, rb.c.digest.in_(list(new.blob_refs))))
+                    .with_for_update(read=True)).scalars())
+            missing_blobs = [d for d in new.blob_refs if d not in have_blobs]
+            missing_manifests = [d for d in new.manifest_refs if d not in have_manifests]
+            missing = missing_blobs + missing_manifests
             if missing:
                 raise RegistryError(Kind.MANIFEST_BLOB_UNKNOWN,
                                     f"manifest references unknown blobs or manifests: {', '.join(missing[:10])}",
-                                    detail={"missing": missing})
+                                    detail={"missing": missing, "blobs": missing_blobs,
+                                            "manifests": missing_manifests})
             self._insert_ignore(conn, m, {
                 "repository_id": repository_id, "digest": new.digest, "media_type": new.media_type,
                 "artifact_type": new.artifact_type, "subject_digest": new.subject_digest,
@@ -360,9 +377,9 @@ class MetadataStore:
         t = s.tags
         stmt = select(t.c.name).where(t.c.repository_id == repository_id)
         if after is not None:
-            stmt = stmt.where(t.c.name > after)
+            stmt = stmt.where(self._lexical(t.c.name) > after)
         with self.read() as conn:
-            return list(conn.execute(stmt.order_by(t.c.name).limit(limit)).scalars())
+            return list(conn.execute(stmt.order_by(self._lexical(t.c.name)).limit(limit)).scalars())
 
     def tags_of(self, repository_id: int, digests: Sequence[str]) -> dict[str, list[str]]:
         t = s.tags
@@ -370,7 +387,7 @@ class MetadataStore:
         with self.read() as conn:
             for row in conn.execute(select(t.c.digest, t.c.name).where(and_(
                     t.c.repository_id == repository_id, t.c.digest.in_(list(digests))))
-                    .order_by(t.c.name)):
+                    .order_by(self._lexical(t.c.name))):
                 out[row.digest].append(row.name)
         return out
 
@@ -387,3 +404,56 @@ class MetadataStore:
         with self.write() as conn:
             conn.execute(update(m).where(and_(m.c.repository_id == repository_id, m.c.digest == digest))
                          .values(last_pulled_at=now))
+
+    # -- image listings (ECR face) ----------------------------------------------------------
+
+    def list_manifests(self, repository_id: int, after: str | None, limit: int) -> list[ManifestRow]:
+        """Manifests of a repository in digest order, after a cursor digest."""
+        m = s.manifests
+        stmt = select(*_MANIFEST_COLS).where(m.c.repository_id == repository_id)
+        if after is not None:
+            stmt = stmt.where(m.c.digest > after)
+        with self.read() as conn:
+            rows = conn.execute(stmt.order_by(m.c.digest).limit(limit)).all()
+        return [_manifest(row) for row in rows]
+
+    def manifests_by_digest(self, repository_id: int, digests: Sequence[str],
+                            with_content: bool = False) -> dict[str, ManifestRow]:
+        m = s.manifests
+        cols = (*_MANIFEST_COLS, m.c.content) if with_content else _MANIFEST_COLS
+        with self.read() as conn:
+            rows = conn.execute(select(*cols).where(and_(m.c.repository_id == repository_id,
+                                                         m.c.digest.in_(list(digests))))).all()
+        return {row.digest: _manifest(row, with_content) for row in rows}
+
+    def tag_map(self, repository_id: int, tags: Sequence[str]) -> dict[str, str]:
+        t = s.tags
+        with self.read() as conn:
+            rows = conn.execute(select(t.c.name, t.c.digest).where(and_(
+                t.c.repository_id == repository_id, t.c.name.in_(list(tags))))).all()
+        return {row.name: row.digest for row in rows}
+
+    def parents_of(self, repository_id: int, digest: str) -> list[str]:
+        """Manifests (e.g. indexes) in the repository that reference this manifest as a child."""
+        r = s.manifest_references
+        with self.read() as conn:
+            return list(conn.execute(select(r.c.parent_digest).where(and_(
+                r.c.repository_id == repository_id, r.c.child_digest == digest,
+                r.c.kind == "manifest"))).scalars())
+
+    def repository_blob_sizes(self, repository_id: int, digests: Sequence[str]) -> dict[str, int]:
+        rb, b = s.repository_blobs, s.blobs
+        with self.read() as conn:
+            rows = conn.execute(select(b.c.digest, b.c.size).join(rb, rb.c.digest == b.c.digest).where(
+                and_(rb.c.repository_id == repository_id, rb.c.digest.in_(list(digests))))).all()
+        return {row.digest: row.size for row in rows}
+
+    def set_upload_part(self, upload_id: str, last_part_size: int) -> None:
+        with self.write() as conn:
+            conn.execute(update(s.uploads).where(s.uploads.c.id == upload_id)
+                         .values(last_part_size=last_part_size))
+
+    def upload_last_part(self, upload_id: str) -> int | None:
+        u = s.uploads
+        with self.read() as conn:
+            return conn.execute(select(u.c.last_part_size).where(u.c.id == upload_id)).scalar()

@@ -1,11 +1,10 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0001'
 down_revision = None
@@ -116,6 +115,7 @@ def upgrade() -> None:
     sa.Column('id', sa.String(length=64), nullable=False),
     sa.Column('repository_id', sa.Integer(), nullable=False),
     sa.Column('offset', sa.BigInteger(), nullable=False),
+    sa.Column('last_part_size', sa.BigInteger(), nullable=True),
     sa.Column('created_at', sa.BigInteger(), nullable=False),
     sa.Column('updated_at', sa.BigInteger(), nullable=False),
     sa.ForeignKeyConstraint(['repository_id'], ['repositories.id'], ondelete='CASCADE'),
