@@ -85,7 +85,7 @@ class CargoholdApp:
         self.services = services
         cfg = services.config
         self.oci = OciApi(services.identity, services.content, services.uploads,
-                          realm="cargohold", service=cfg.public_host, max_page=cfg.max_tags_page * 10)
+                          service=cfg.public_host, max_page=cfg.max_tags_page * 10)
         self.metrics = Metrics()
         self.ecr = EcrApi(services.identity, cfg.region, cfg.account_id, services.identity.clock)
         EcrOperations(self.ecr, services.identity, services.admin, services.images, services.uploads,

@@ -7,17 +7,18 @@ from typing import Any
 
 from starlette.responses import Response
 
-from cargohold.errors import Kind, RegistryError
+from cargohold.errors import RegistryError
 
 OCI_ERROR_TYPE = "application/json"
 ECR_ERROR_TYPE = "application/x-amz-json-1.1"
 
 
-def challenge_headers(realm: str, service: str) -> dict[str, str]:
-    return {"WWW-Authenticate": f'Basic realm="{realm}", service="{service}"'}
+def challenges(token_realm: str, service: str) -> list[str]:
+    """WWW-Authenticate values for a 401: Bearer (Docker token auth) first, Basic as well."""
+    return [f'Bearer realm="{token_realm}",service="{service}"', f'Basic realm="cargohold",service="{service}"']
 
 
-def oci_error(err: RegistryError, *, head: bool = False, challenge: dict[str, str] | None = None,
+def oci_error(err: RegistryError, *, head: bool = False, challenge: list[str] | None = None,
               request_id: str = "") -> Response:
     row = err.row
     entry: dict[str, Any] = {"code": row.oci_code, "message": err.message}
@@ -25,15 +26,16 @@ def oci_error(err: RegistryError, *, head: bool = False, challenge: dict[str, st
         entry["detail"] = err.detail
     body = json.dumps({"errors": [entry]}).encode()
     headers = dict(err.headers)
-    if err.kind is Kind.UNAUTHORIZED and challenge:
-        headers.update(challenge)
     if request_id:
         headers["X-Request-Id"] = request_id
     headers["Docker-Distribution-API-Version"] = "registry/2.0"
     if head:
         headers["Content-Length"] = str(len(body))
-        return Response(b"", status_code=row.oci_status, headers=headers, media_type=OCI_ERROR_TYPE)
-    return Response(body, status_code=row.oci_status, headers=headers, media_type=OCI_ERROR_TYPE)
+    response = Response(b"" if head else body, status_code=row.oci_status, headers=headers,
+                        media_type=OCI_ERROR_TYPE)
+    if err.row.oci_status == 401 and challenge:
+        response.raw_headers.extend((b"www-authenticate", value.encode()) for value in challenge)
+    return response
 
 
 def ecr_error(err: RegistryError, *, request_id: str = "") -> Response:

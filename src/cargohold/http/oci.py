@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 from cargohold.domain.manifests import MAX_MANIFEST_BYTES, OCI_INDEX
 from cargohold.domain.names import check_repository_name
 from cargohold.errors import Kind, RegistryError
-from cargohold.http.errors import challenge_headers, oci_error
+from cargohold.http.errors import challenges, oci_error
 from cargohold.services.content import Content
 from cargohold.services.identity import Identity, RequestContext
 from cargohold.services.repositories import Caller
@@ -120,13 +120,18 @@ class FileSend(Response):
 
 
 class OciApi:
-    def __init__(self, identity: Identity, content: Content, uploads: Uploads, realm: str,
-                 service: str, max_page: int = MAX_PAGE) -> None:
+    def __init__(self, identity: Identity, content: Content, uploads: Uploads, service: str,
+                 max_page: int = MAX_PAGE) -> None:
         self.identity = identity
         self.content = content
         self.uploads = uploads
-        self.challenge = challenge_headers(realm, service)
+        self.service = service
         self.max_page = max_page
+
+    def challenge(self, request: Request) -> list[str]:
+        # The token realm must be an absolute URL the client can reach: the one it used for us.
+        host = request.headers.get("host") or self.service
+        return challenges(f"{request.url.scheme}://{host}/token", self.service)
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -166,7 +171,7 @@ class OciApi:
         except RegistryError as err:
             if err.kind is Kind.UNKNOWN:
                 log.error("request %s failed: %s", request_id, err)
-            return oci_error(err, head=head, challenge=self.challenge, request_id=request_id)
+            return oci_error(err, head=head, challenge=self.challenge(request), request_id=request_id)
         except Exception:
             log.exception("request %s failed", request_id)
             return oci_error(RegistryError(Kind.UNKNOWN, f"internal error (request id {request_id})"),
@@ -362,4 +367,4 @@ class OciApi:
             return Response(json.dumps({"token": token, "access_token": token, "expires_in": expires - now}),
                             media_type="application/json")
         except RegistryError as err:
-            return oci_error(err, challenge=self.challenge)
+            return oci_error(err, challenge=self.challenge(request))

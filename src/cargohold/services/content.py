@@ -141,7 +141,13 @@ class Content:
     def referrers(self, caller: Caller, name: str, digest: str,
                   artifact_type: str | None) -> dict[str, Any]:
         parse_digest(digest)
-        repo = self.repos.resolve(caller, name, "ecr:BatchGetImage")
+        try:
+            repo = self.repos.resolve(caller, name, "ecr:BatchGetImage")
+        except RegistryError as err:
+            # OCI v1.1: the referrers API MUST NOT answer 404; an unknown repository has none.
+            if err.kind is not Kind.NAME_UNKNOWN:
+                raise
+            return {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
         rows = self.meta.referrers(repo.id, digest)
         manifests = []
         for row in rows:

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, func, insert, select, update
+from sqlalchemy import Engine, and_, delete, func, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -375,11 +375,13 @@ class MetadataStore:
 
     def list_tags(self, repository_id: int, after: str | None, limit: int) -> list[str]:
         t = s.tags
+        # OCI: "lexical order (i.e. case-insensitive alphanumeric order)"; exact bytes break ties.
+        name = self._lexical(t.c.name)
         stmt = select(t.c.name).where(t.c.repository_id == repository_id)
         if after is not None:
-            stmt = stmt.where(self._lexical(t.c.name) > after)
+            stmt = stmt.where(tuple_(func.lower(name), name) > tuple_(func.lower(after), after))
         with self.read() as conn:
-            return list(conn.execute(stmt.order_by(self._lexical(t.c.name)).limit(limit)).scalars())
+            return list(conn.execute(stmt.order_by(func.lower(name), name).limit(limit)).scalars())
 
     def tags_of(self, repository_id: int, digests: Sequence[str]) -> dict[str, list[str]]:
         t = s.tags
