@@ -34,6 +34,8 @@ principals = Table(
     Column("name", String(128), nullable=False),
     Column("user_id", String(32), nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    Column("path", String(512), nullable=False, server_default="/"),
+    Column("tags", JSON, nullable=True),
 )
 
 access_keys = Table(
@@ -57,6 +59,7 @@ repositories = Table(
     Column("scan_on_push", Boolean, nullable=False, server_default="0"),
     Column("encryption", JSON, nullable=True),
     Column("resource_tags", JSON, nullable=True),
+    Column("policy", Text, nullable=True),  # the repository policy document
     UniqueConstraint("account_id", "name", name="uq_repositories_account_name"),
 )
 
@@ -130,3 +133,68 @@ settings = Table(
     Column("key", String(128), primary_key=True),
     Column("value", Text, nullable=False),
 )
+
+# -- identity and access (IAM-style) ---------------------------------------------------------------
+
+iam_groups = Table(
+    "iam_groups", metadata,
+    Column("arn", String(512), primary_key=True),
+    Column("account_id", String(12), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("group_id", String(32), nullable=False),
+    Column("path", String(512), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("account_id", "name", name="uq_iam_groups_account_name"),
+)
+
+group_members = Table(
+    "group_members", metadata,
+    Column("group_arn", String(512), ForeignKey("iam_groups.arn", ondelete="CASCADE"), primary_key=True),
+    Column("user_arn", String(512), ForeignKey("principals.arn", ondelete="CASCADE"), primary_key=True),
+)
+Index("ix_group_members_user", group_members.c.user_arn)
+
+managed_policies = Table(
+    "managed_policies", metadata,
+    Column("arn", String(512), primary_key=True),
+    Column("account_id", String(12), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("policy_id", String(32), nullable=False),
+    Column("path", String(512), nullable=False),
+    Column("description", String(1000), nullable=True),
+    Column("document", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    UniqueConstraint("account_id", "name", name="uq_managed_policies_account_name"),
+)
+
+policy_attachments = Table(
+    "policy_attachments", metadata,
+    Column("owner_arn", String(512), primary_key=True),  # a user or a group
+    Column("policy_arn", String(512), ForeignKey("managed_policies.arn", ondelete="CASCADE"), primary_key=True),
+)
+Index("ix_policy_attachments_policy", policy_attachments.c.policy_arn)
+
+inline_policies = Table(
+    "inline_policies", metadata,
+    Column("owner_arn", String(512), primary_key=True),  # a user or a group
+    Column("name", String(128), primary_key=True),
+    Column("document", Text, nullable=False),
+)
+
+audit_events = Table(
+    "audit_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", BigInteger, nullable=False),
+    Column("request_id", String(64), nullable=False),
+    Column("principal_arn", String(512), nullable=False),
+    Column("action", String(128), nullable=False),
+    Column("resource", String(1024), nullable=False),
+    Column("source_ip", String(64), nullable=False),
+    Column("endpoint_id", String(64), nullable=False),
+    Column("allowed", Boolean, nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("policy", String(512), nullable=True),
+    Column("statement", String(128), nullable=True),
+)
+Index("ix_audit_events_at", audit_events.c.at)

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, func, insert, select, tuple_, update
+from sqlalchemy import Engine, and_, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -31,6 +31,7 @@ class Repository:
     scan_on_push: bool
     encryption: dict[str, Any] | None
     resource_tags: list[dict[str, str]]
+    policy: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ _MANIFEST_COLS = (s.manifests.c.digest, s.manifests.c.media_type, s.manifests.c.
 def _repo(row: Any) -> Repository:
     return Repository(row.id, row.account_id, row.name, row.created_at, row.tag_mutability,
                       row.mutability_exclusions or [], bool(row.scan_on_push), row.encryption,
-                      row.resource_tags or [])
+                      row.resource_tags or [], row.policy)
 
 
 def _manifest(row: Any, with_content: bool = False) -> ManifestRow:
@@ -375,13 +376,11 @@ class MetadataStore:
 
     def list_tags(self, repository_id: int, after: str | None, limit: int) -> list[str]:
         t = s.tags
-        # OCI: "lexical order (i.e. case-insensitive alphanumeric order)"; exact bytes break ties.
-        name = self._lexical(t.c.name)
         stmt = select(t.c.name).where(t.c.repository_id == repository_id)
         if after is not None:
-            stmt = stmt.where(tuple_(func.lower(name), name) > tuple_(func.lower(after), after))
+            stmt = stmt.where(self._lexical(t.c.name) > after)
         with self.read() as conn:
-            return list(conn.execute(stmt.order_by(func.lower(name), name).limit(limit)).scalars())
+            return list(conn.execute(stmt.order_by(self._lexical(t.c.name)).limit(limit)).scalars())
 
     def tags_of(self, repository_id: int, digests: Sequence[str]) -> dict[str, list[str]]:
         t = s.tags
