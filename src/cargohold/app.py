@@ -16,8 +16,10 @@ from starlette.types import Receive, Scope, Send
 from cargohold.config import Config, load_config
 from cargohold.http.ecr.api import EcrApi
 from cargohold.http.ecr.operations import EcrOperations
+from cargohold.http.iam import IamApi
 from cargohold.http.oci import OciApi
 from cargohold.services.content import Content
+from cargohold.services.iam import Iam
 from cargohold.services.identity import AccountAuthorizer, Authorizer, Identity
 from cargohold.services.images import Images
 from cargohold.services.repositories import Repositories, RepositoryAdmin
@@ -25,6 +27,7 @@ from cargohold.services.secrets import SecretBox, load_or_create_master_key
 from cargohold.services.uploads import Uploads
 from cargohold.storage.blobs.fs import FilesystemBlobStore
 from cargohold.storage.meta.engine import make_engine, migrate, sqlite_url
+from cargohold.storage.meta.iam import IamStore
 from cargohold.storage.meta.store import MetadataStore
 
 log = logging.getLogger("cargohold")
@@ -43,6 +46,7 @@ class Services:
     content: Content
     admin: RepositoryAdmin
     images: Images
+    iam: Iam
 
 
 def build_services(config: Config, *, run_migrations: bool = True,
@@ -62,7 +66,7 @@ def build_services(config: Config, *, run_migrations: bool = True,
     content = Content(meta, blobs, repositories)
     return Services(config, meta, blobs, box, identity, authorizer, repositories,
                     Uploads(meta, blobs, repositories), content, RepositoryAdmin(repositories),
-                    Images(meta, repositories, content))
+                    Images(meta, repositories, content), Iam(IamStore(meta), identity, authorizer))
 
 
 class Metrics:
@@ -88,6 +92,7 @@ class CargoholdApp:
                           service=cfg.public_host, max_page=cfg.max_tags_page * 10)
         self.metrics = Metrics()
         self.ecr = EcrApi(services.identity, cfg.region, cfg.account_id, services.identity.clock)
+        self.iam = IamApi(services.identity, services.iam, cfg.region, services.identity.clock)
         EcrOperations(self.ecr, services.identity, services.admin, services.images, services.uploads,
                       cfg.public_host, "https" if cfg.tls_enabled else "http")
 
@@ -110,8 +115,13 @@ class CargoholdApp:
             face = "oci"
             response = await self.oci.handle(Request(scope, receive))
         elif path == "/" and scope["method"] == "POST":
-            face = "ecr"
-            response = await self.ecr.handle(Request(scope, receive))
+            request = Request(scope, receive)
+            if "x-amz-target" in request.headers:
+                face = "ecr"
+                response = await self.ecr.handle(request)
+            else:
+                face = "iam"
+                response = await self.iam.handle(request)
         elif path.startswith("/download/"):
             face = "download"
             response = await self.oci.download(Request(scope, receive), path[len("/download/"):])

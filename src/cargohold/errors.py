@@ -18,6 +18,8 @@ class Row:
     ecr_exception: str
     ecr_status: int
     text: str  # the spec's short description, used when no message is given
+    iam_code: str = "ServiceFailure"  # the IAM/STS (query protocol) error code and status
+    iam_status: int = 500
 
 
 class Kind(enum.Enum):
@@ -60,6 +62,15 @@ class Kind(enum.Enum):
     INVALID_TAG_PARAMETER = "INVALID_TAG_PARAMETER"
     TOO_MANY_TAGS = "TOO_MANY_TAGS"
     EMPTY_UPLOAD = "EMPTY_UPLOAD"
+    NO_SUCH_ENTITY = "NO_SUCH_ENTITY"
+    ENTITY_EXISTS = "ENTITY_EXISTS"
+    MALFORMED_POLICY = "MALFORMED_POLICY"
+    DELETE_CONFLICT = "DELETE_CONFLICT"
+    LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
+    POLICY_NOT_FOUND = "POLICY_NOT_FOUND"
+    REGISTRY_POLICY_NOT_FOUND = "REGISTRY_POLICY_NOT_FOUND"
+    LIFECYCLE_POLICY_NOT_FOUND = "LIFECYCLE_POLICY_NOT_FOUND"
+    LIFECYCLE_PREVIEW_NOT_FOUND = "LIFECYCLE_PREVIEW_NOT_FOUND"
     UNKNOWN = "UNKNOWN"
 
 
@@ -95,15 +106,15 @@ TABLE: dict[Kind, Row] = {
     Kind.TAG_IMMUTABLE: Row("DENIED", 409, "ImageTagAlreadyExistsException", 400,
                             "tag is immutable"),
     Kind.UNAUTHORIZED: Row("UNAUTHORIZED", 401, "UnrecognizedClientException", 400,
-                           "authentication required"),
+                           "authentication required", "InvalidClientTokenId", 403),
     Kind.DENIED: Row("DENIED", 403, "AccessDeniedException", 400,
-                     "requested access to the resource is denied"),
+                     "requested access to the resource is denied", "AccessDenied", 403),
     Kind.UNSUPPORTED: Row("UNSUPPORTED", 405, "UnsupportedImageTypeException", 400,
                           "the operation is unsupported"),
     Kind.TOOMANYREQUESTS: Row("TOOMANYREQUESTS", 429, "LimitExceededException", 400,
                               "too many requests"),
     Kind.INVALID_PARAMETER: Row("UNSUPPORTED", 400, "InvalidParameterException", 400,
-                                "invalid parameter"),
+                                "invalid parameter", "InvalidInput", 400),
     Kind.REPOSITORY_EXISTS: Row("DENIED", 409, "RepositoryAlreadyExistsException", 400,
                                 "repository already exists"),
     Kind.REPOSITORY_NOT_EMPTY: Row("DENIED", 409, "RepositoryNotEmptyException", 400,
@@ -111,22 +122,25 @@ TABLE: dict[Kind, Row] = {
     Kind.IMAGE_EXISTS: Row("DENIED", 409, "ImageAlreadyExistsException", 400,
                            "image already exists"),
     Kind.NOT_IMPLEMENTED: Row("UNSUPPORTED", 501, "NotImplementedException", 501,
-                              "not implemented"),
+                              "not implemented", "NotImplemented", 501),
     Kind.CONFLICT: Row("UNKNOWN", 409, "ServerException", 500,
                        "a concurrent change conflicted with this request; retry it"),
-    Kind.VALIDATION: Row("UNSUPPORTED", 400, "ValidationException", 400, "validation error"),
-    Kind.SERIALIZATION: Row("UNSUPPORTED", 400, "SerializationException", 400, "malformed request"),
+    Kind.VALIDATION: Row("UNSUPPORTED", 400, "ValidationException", 400, "validation error",
+                         "ValidationError", 400),
+    Kind.SERIALIZATION: Row("UNSUPPORTED", 400, "SerializationException", 400, "malformed request",
+                            "MalformedInput", 400),
     Kind.UNKNOWN_OPERATION: Row("UNSUPPORTED", 404, "UnknownOperationException", 400,
-                                "unknown operation"),
+                                "unknown operation", "InvalidAction", 400),
     Kind.MISSING_AUTH: Row("UNAUTHORIZED", 401, "MissingAuthenticationTokenException", 403,
-                           "Missing Authentication Token"),
+                           "Missing Authentication Token", "MissingAuthenticationToken", 403),
     Kind.INCOMPLETE_SIGNATURE: Row("UNAUTHORIZED", 401, "IncompleteSignatureException", 400,
-                                   "incomplete signature"),
+                                   "incomplete signature", "IncompleteSignature", 400),
     Kind.SIGNATURE_INVALID: Row("UNAUTHORIZED", 401, "InvalidSignatureException", 400,
                                 "The request signature we calculated does not match the signature "
-                                "you provided."),
+                                "you provided.", "SignatureDoesNotMatch", 403),
     Kind.UNRECOGNIZED_CLIENT: Row("UNAUTHORIZED", 401, "UnrecognizedClientException", 400,
-                                  "The security token included in the request is invalid."),
+                                  "The security token included in the request is invalid.",
+                                  "InvalidClientTokenId", 403),
     Kind.LAYER_PART_INVALID: Row("BLOB_UPLOAD_INVALID", 416, "InvalidLayerPartException", 400,
                                  "layer part out of order"),
     Kind.LAYER_PART_TOO_SMALL: Row("BLOB_UPLOAD_INVALID", 400, "LayerPartTooSmallException", 400,
@@ -140,6 +154,24 @@ TABLE: dict[Kind, Row] = {
     Kind.TOO_MANY_TAGS: Row("UNSUPPORTED", 400, "TooManyTagsException", 400, "too many tags"),
     Kind.EMPTY_UPLOAD: Row("BLOB_UPLOAD_INVALID", 400, "EmptyUploadException", 400,
                            "The specified layer upload does not contain any layer parts."),
+    Kind.NO_SUCH_ENTITY: Row("NAME_UNKNOWN", 404, "InvalidParameterException", 400, "no such entity",
+                             "NoSuchEntity", 404),
+    Kind.ENTITY_EXISTS: Row("DENIED", 409, "InvalidParameterException", 400, "entity already exists",
+                            "EntityAlreadyExists", 409),
+    Kind.MALFORMED_POLICY: Row("UNSUPPORTED", 400, "InvalidParameterException", 400, "malformed policy document",
+                               "MalformedPolicyDocument", 400),
+    Kind.DELETE_CONFLICT: Row("DENIED", 409, "InvalidParameterException", 400, "delete conflict",
+                              "DeleteConflict", 409),
+    Kind.LIMIT_EXCEEDED: Row("TOOMANYREQUESTS", 429, "LimitExceededException", 400, "limit exceeded",
+                             "LimitExceeded", 409),
+    Kind.POLICY_NOT_FOUND: Row("NAME_UNKNOWN", 404, "RepositoryPolicyNotFoundException", 400,
+                               "repository policy not found", "NoSuchEntity", 404),
+    Kind.REGISTRY_POLICY_NOT_FOUND: Row("NAME_UNKNOWN", 404, "RegistryPolicyNotFoundException", 400,
+                                        "registry policy not found", "NoSuchEntity", 404),
+    Kind.LIFECYCLE_POLICY_NOT_FOUND: Row("NAME_UNKNOWN", 404, "LifecyclePolicyNotFoundException", 400,
+                                         "lifecycle policy not found", "NoSuchEntity", 404),
+    Kind.LIFECYCLE_PREVIEW_NOT_FOUND: Row("NAME_UNKNOWN", 404, "LifecyclePolicyPreviewNotFoundException", 400,
+                                          "lifecycle policy preview not found", "NoSuchEntity", 404),
     Kind.UNKNOWN: Row("UNKNOWN", 500, "ServerException", 500, "unknown error"),
 }
 

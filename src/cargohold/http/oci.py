@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 from cargohold.domain.manifests import MAX_MANIFEST_BYTES, OCI_INDEX
 from cargohold.domain.names import check_repository_name
 from cargohold.errors import Kind, RegistryError
+from cargohold.http.bodies import read_limited
 from cargohold.http.errors import challenges, oci_error
 from cargohold.services.content import Content
 from cargohold.services.identity import Identity, RequestContext
@@ -65,7 +66,9 @@ def match_route(path: str) -> tuple[str, dict[str, str]]:
     m = _LENIENT.fullmatch(path)
     if m:
         check_repository_name(m["name"])
-        raise RegistryError(Kind.DIGEST_INVALID if m["kind"] != "manifests" else Kind.TAG_INVALID,
+        # A manifest reference with a ':' is a digest, as parse_reference decides.
+        digest_like = m["kind"] != "manifests" or ":" in m["rest"]
+        raise RegistryError(Kind.DIGEST_INVALID if digest_like else Kind.TAG_INVALID,
                             f"invalid reference: {m['rest'][:200]!r}")
     raise RegistryError(Kind.NAME_INVALID, "invalid repository name or unknown endpoint")
 
@@ -158,7 +161,9 @@ class OciApi:
         request_id = uuid.uuid4().hex
         head = request.method == "HEAD"
         try:
-            kind, params = match_route(request.url.path)
+            # The decoded path as received: request.url.path goes through urlsplit, which deletes
+            # tab/CR/LF, so "a%09b" would silently become repository "ab".
+            kind, params = match_route(request.scope["path"])
             if request.method not in _ALLOWED[kind]:
                 return Response(json.dumps({"errors": [{"code": "UNSUPPORTED",
                                                         "message": "method not allowed"}]}),
@@ -228,7 +233,7 @@ class OciApi:
             return Response(b"" if head else row.content, media_type=row.media_type, headers=headers)
         if request.method == "PUT":
             caller = await self.caller(request)
-            body = await self._read_limited(request, MAX_MANIFEST_BYTES)
+            body = await read_limited(request, MAX_MANIFEST_BYTES)
             result = await to_thread.run_sync(
                 lambda: self.content.put_manifest(caller, name, ref, body,
                                                   request.headers.get("content-type")))
@@ -239,22 +244,6 @@ class OciApi:
             return Response(b"", status_code=201, headers=headers)
         await self.call(request, self.content.delete_manifest, name, ref)
         return Response(b"", status_code=202)
-
-    async def _read_limited(self, request: Request, limit: int) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-            raise RegistryError(Kind.TOO_LARGE, f"body exceeds {limit} bytes")
-        parts: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise RegistryError(Kind.TOO_LARGE, f"body exceeds {limit} bytes")
-            parts.append(chunk)
-        body = b"".join(parts)
-        if declared is not None and declared.strip().isdigit() and int(declared) != len(body):
-            raise RegistryError(Kind.SIZE_INVALID, "body length does not match Content-Length")
-        return body
 
     # -- blobs ------------------------------------------------------------------------------
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from cargohold.domain.digests import digest_of, is_digest
@@ -92,27 +93,45 @@ class Images:
 
     # -- listings -------------------------------------------------------------------------------
 
-    def list_images(self, caller: Caller, name: str, tag_status: str, after: str | None,
-                    limit: int) -> tuple[list[ImageId], str | None]:
-        """One entry per tag, plus one per untagged image; cursor is the last digest listed."""
-        repo = self.repos.resolve(caller, name, "ecr:ListImages")
-        out: list[ImageId] = []
+    def _listing(self, repo: Repository, tag_status: str, after: str | None) -> Iterator[tuple[Image, str]]:
+        """Images in digest order after a cursor, with the cursor that resumes after each one."""
         cursor = after
-        while len(out) < limit:
+        while True:
             rows = self.meta.list_manifests(repo.id, cursor, 500)
             if not rows:
-                return out, None
+                return
             tags = self.meta.tags_of(repo.id, [r.digest for r in rows])
             for row in rows:
-                cursor = row.digest
                 names = tags[row.digest]
-                if names and tag_status in ("TAGGED", "ANY"):
-                    out.extend(ImageId(row.digest, t) for t in names)
-                elif not names and tag_status in ("UNTAGGED", "ANY"):
-                    out.append(ImageId(row.digest))
-                if len(out) >= limit:
-                    return out, cursor
-        return out, cursor
+                if tag_status == "ANY" or (tag_status == "TAGGED") == bool(names):
+                    yield Image(row, names), row.digest
+            cursor = rows[-1].digest
+
+    def list_images(self, caller: Caller, name: str, tag_status: str, after: str | None,
+                    limit: int) -> tuple[list[ImageId], str | None]:
+        """One entry per tag, plus one per untagged image, at most `limit` a page.
+
+        The cursor is the last digest listed, or "<digest> <tag>" when a page ends inside an
+        image's tags (tags never contain spaces).
+        """
+        repo = self.repos.resolve(caller, name, "ecr:ListImages")
+        digest_after, _, tag_after = (after or "").partition(" ")
+
+        def entries() -> Iterator[ImageId]:
+            if tag_after and tag_status != "UNTAGGED":
+                names = self.meta.tags_of(repo.id, [digest_after])[digest_after]
+                yield from (ImageId(digest_after, t) for t in names if t > tag_after)
+            for image, _ in self._listing(repo, tag_status, digest_after or None):
+                if image.tags:
+                    yield from (ImageId(image.row.digest, t) for t in image.tags)
+                else:
+                    yield ImageId(image.row.digest)
+
+        page = list(itertools.islice(entries(), limit + 1))
+        if len(page) <= limit:
+            return page, None
+        last = page[limit - 1]
+        return page[:limit], f"{last.digest} {last.tag}" if last.tag else last.digest
 
     def describe_images(self, caller: Caller, name: str, ids: Sequence[ImageId] | None, tag_status: str,
                         after: str | None, limit: int) -> tuple[list[Image], str | None]:
@@ -124,19 +143,10 @@ class Images:
             found = self.meta.manifests_by_digest(repo.id, [d for _, d in resolved])
             found_tags = self.meta.tags_of(repo.id, list(found))
             return [Image(found[d], found_tags[d]) for d in dict.fromkeys(d for _, d in resolved)], None
-        out: list[Image] = []
-        cursor = after
-        while len(out) < limit:
-            rows = self.meta.list_manifests(repo.id, cursor, min(limit - len(out), 500))
-            if not rows:
-                return out, None
-            tags = self.meta.tags_of(repo.id, [r.digest for r in rows])
-            for row in rows:
-                cursor = row.digest
-                names = tags[row.digest]
-                if tag_status == "ANY" or (tag_status == "TAGGED") == bool(names):
-                    out.append(Image(row, names))
-        return out, cursor
+        page = list(itertools.islice(self._listing(repo, tag_status, after), limit + 1))
+        if len(page) <= limit:
+            return [image for image, _ in page], None
+        return [image for image, _ in page[:limit]], page[limit - 1][1]
 
     def batch_get(self, caller: Caller, name: str, ids: Sequence[ImageId],
                   accepted: Sequence[str] | None) -> tuple[list[Image], list[Failure]]:

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cargohold.errors import Kind, RegistryError
+from cargohold.http.bodies import read_limited
 from cargohold.http.ecr import model
 from cargohold.http.ecr.sigv4 import verify
 from cargohold.http.errors import ECR_ERROR_TYPE, ecr_error
@@ -65,7 +66,7 @@ class EcrApi:
             op = model.operation(name)
             if op is None:
                 raise RegistryError(Kind.UNKNOWN_OPERATION, f"Unknown operation {name[:100]!r}")
-            body = await self._read(request)
+            body = await read_limited(request, MAX_BODY, Kind.SERIALIZATION)
             caller = await to_thread.run_sync(self.authenticate, request, body)
             handler = self.handlers.get(name)
             if handler is None:
@@ -96,19 +97,6 @@ class EcrApi:
             log.exception("ECR request %s failed", request_id)
             return ecr_error(RegistryError(Kind.UNKNOWN, f"internal error (request id {request_id})"),
                              request_id=request_id)
-
-    async def _read(self, request: Request) -> bytes:
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_BODY:
-            raise RegistryError(Kind.SERIALIZATION, f"Request body exceeds {MAX_BODY} bytes")
-        parts: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_BODY:
-                raise RegistryError(Kind.SERIALIZATION, f"Request body exceeds {MAX_BODY} bytes")
-            parts.append(chunk)
-        return b"".join(parts)
 
 
 def _json_default(value: Any) -> Any:
