@@ -119,9 +119,9 @@ class IamStore:
         stmt = select(p).where(and_(p.c.account_id == account_id, p.c.kind == "user",
                                     p.c.path.startswith(path_prefix, autoescape=True)))
         if after is not None:
-            stmt = stmt.where(p.c.name > after)
+            stmt = stmt.where(self.meta._lexical(p.c.name) > after)
         with self.meta.read() as conn:
-            return [_user(r) for r in conn.execute(stmt.order_by(p.c.name).limit(limit))]
+            return [_user(r) for r in conn.execute(stmt.order_by(self.meta._lexical(p.c.name)).limit(limit))]
 
     def user_dependencies(self, arn: str) -> dict[str, int]:
         """What still hangs on a user: IAM refuses to delete it until these are gone."""
@@ -242,9 +242,9 @@ class IamStore:
         m = s.managed_policies
         stmt = self._policy_select().where(m.c.account_id == account_id)
         if after is not None:
-            stmt = stmt.where(m.c.name > after)
+            stmt = stmt.where(self.meta._lexical(m.c.name) > after)
         with self.meta.read() as conn:
-            return [self._policy(r) for r in conn.execute(stmt.order_by(m.c.name).limit(limit))]
+            return [self._policy(r) for r in conn.execute(stmt.order_by(self.meta._lexical(m.c.name)).limit(limit))]
 
     def delete_policy(self, arn: str) -> None:
         with self.meta.write() as conn:
