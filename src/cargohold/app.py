@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from cargohold.http.ecr.operations import EcrOperations
 from cargohold.http.iam import IamApi
 from cargohold.http.oci import OciApi
 from cargohold.services.content import Content
+from cargohold.services.gc import GarbageCollector
 from cargohold.services.iam import Iam
 from cargohold.services.identity import AccountAuthorizer, Authorizer, Identity
 from cargohold.services.images import Images
@@ -47,6 +49,7 @@ class Services:
     admin: RepositoryAdmin
     images: Images
     iam: Iam
+    gc: GarbageCollector
 
 
 def build_services(config: Config, *, run_migrations: bool = True,
@@ -66,7 +69,10 @@ def build_services(config: Config, *, run_migrations: bool = True,
     content = Content(meta, blobs, repositories)
     return Services(config, meta, blobs, box, identity, authorizer, repositories,
                     Uploads(meta, blobs, repositories), content, RepositoryAdmin(repositories),
-                    Images(meta, repositories, content), Iam(IamStore(meta), identity, authorizer))
+                    Images(meta, repositories, content), Iam(IamStore(meta), identity, authorizer),
+                    GarbageCollector(meta, blobs, grace_seconds=config.gc_grace,
+                                     upload_max_age=config.upload_max_age, clock=clock,
+                                     lock_path=data / "gc.lock"))
 
 
 class Metrics:
@@ -82,6 +88,36 @@ class Metrics:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+class BackgroundJobs:
+    """Periodic maintenance in a daemon thread; across worker processes a file lock picks one runner."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.services.config.gc_interval > 0 and self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="cargohold-jobs", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        interval = self.services.config.gc_interval
+        while not self._stop.wait(interval):
+            gc = self.services.gc
+            try:
+                with gc.exclusive(wait=False) as mine:
+                    if mine:
+                        report = gc.run()
+                        log.info("gc: %d blobs (%d bytes) freed, %d uploads purged in %.1fs",
+                                 report.blobs_deleted, report.bytes_freed, report.uploads_purged, report.seconds)
+            except Exception:
+                log.exception("background garbage collection failed")
+
+
 class CargoholdApp:
     """The ASGI application: one port, dispatched by path to each face."""
 
@@ -91,6 +127,7 @@ class CargoholdApp:
         self.oci = OciApi(services.identity, services.content, services.uploads,
                           service=cfg.public_host, max_page=cfg.max_tags_page * 10)
         self.metrics = Metrics()
+        self.jobs = BackgroundJobs(services)
         self.ecr = EcrApi(services.identity, cfg.region, cfg.account_id, services.identity.clock)
         self.iam = IamApi(services.identity, services.iam, cfg.region, services.identity.clock)
         EcrOperations(self.ecr, services.identity, services.admin, services.images, services.uploads,
@@ -146,8 +183,10 @@ class CargoholdApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self.jobs.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                self.jobs.stop()
                 self.services.meta.engine.dispose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

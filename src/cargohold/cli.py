@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -98,6 +98,55 @@ def serve(
         ssl_cert=ssl_cert, ssl_key=ssl_key, ssl_protocol_min=SSLProtocols.tls12,
         log_enabled=True, respawn_failed_workers=True,
     ).serve()
+
+
+def _services(config: str | None, data_dir: str | None) -> Any:
+    """Services on a data directory, for commands that run beside (or without) a server."""
+    cfg = _config(config, data_dir=data_dir)
+    logging.basicConfig(level="WARNING")
+    from cargohold.app import build_services
+    return build_services(cfg, run_migrations=True)
+
+
+def _human(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
+        size /= 1024
+    return f"{size} B"
+
+
+@app.command()
+def gc(
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    grace: Annotated[int | None, typer.Option(help="Seconds an unreferenced blob is kept (default: config).")] = None,
+) -> None:
+    """Collect garbage now: unreferenced blobs past the grace window and abandoned uploads."""
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    services = _services(config, data_dir)
+    collector = services.gc
+    if grace is not None:
+        collector.grace_seconds = grace
+    console = Console(stderr=True)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
+                  transient=False) as bar:
+        task = bar.add_task("collecting…", total=None)
+
+        def progress(phase: str, done: int) -> None:
+            bar.update(task, description=f"{phase}: {done}")
+
+        with collector.exclusive(wait=True):
+            report = collector.run(progress)
+        bar.update(task, description="done")
+    blobs, stored = services.meta.storage_totals()
+    typer.echo(f"Freed {report.blobs_deleted} blobs ({_human(report.bytes_freed)}), dropped "
+               f"{report.links_dropped} repository links, purged {report.uploads_purged} abandoned uploads "
+               f"and {report.stray_files_deleted} stray files, restored {report.restored}, in "
+               f"{report.seconds:.2f} s. Now stored: {blobs} blobs, {_human(stored)}.")
+    services.meta.engine.dispose()
 
 
 @app.command()

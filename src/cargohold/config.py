@@ -31,6 +31,10 @@ class Config:
     secret_key: str = ""  # base64 Fernet key; empty: generated into the data directory
     log_level: str = "info"
     max_tags_page: int = 1000
+    gc_grace: int = 3600  # seconds an unreferenced blob is kept before collection
+    gc_interval: int = 3600  # seconds between background collections (0: never)
+    upload_max_age: int = 86400  # seconds before an abandoned upload session is purged
+    lifecycle_interval: int = 3600  # seconds between background lifecycle runs (0: never)
 
     @property
     def data_path(self) -> Path:

@@ -13,13 +13,14 @@ import base64
 import binascii
 import enum
 import ipaddress
+import operator as _op
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 
 class PolicyError(ValueError):
@@ -27,7 +28,7 @@ class PolicyError(ValueError):
     and for IAM's MalformedPolicyDocument."""
 
 
-class UnresolvedVariable(Exception):  # noqa: N818 - a control-flow signal, not an error reported to users
+class UnresolvedVariable(Exception):  # a control-flow signal, never reported to users
     """A ${...} policy variable names a key the request context does not have (and gives no default).
 
     AWS: "If AWS cannot resolve a variable this might cause the entire statement to be invalid." We take
@@ -47,6 +48,7 @@ class Wild(enum.Enum):
 Token = str | Wild  # str tokens are literal text: no wildcard meaning whatever characters they hold
 Pattern = tuple[Token, ...]
 
+_WILD_SPLIT_RE = re.compile(r"([*?])")
 _VAR_RE = re.compile(r"\$\{([^}]*)\}")
 _DEFAULT_RE = re.compile(r"\s*'([^']*)'\s*")
 # ${*}, ${?} and ${$} stand for the literal characters (AWS: "Special characters").
@@ -57,17 +59,13 @@ def _wild_tokens(text: str, wild: bool) -> list[Token]:
     if not wild:
         return [text] if text else []
     out: list[Token] = []
-    literal = []
-    for ch in text:
-        if ch == "*" or ch == "?":
-            if literal:
-                out.append("".join(literal))
-                literal = []
-            out.append(Wild.STAR if ch == "*" else Wild.QMARK)
-        else:
-            literal.append(ch)
-    if literal:
-        out.append("".join(literal))
+    for piece in _WILD_SPLIT_RE.split(text):
+        if piece == "*":
+            out.append(Wild.STAR)
+        elif piece == "?":
+            out.append(Wild.QMARK)
+        elif piece:
+            out.append(piece)
     return out
 
 
@@ -373,7 +371,8 @@ def parse_operator(name: str) -> tuple[Qualifier | None, str, bool]:
         if guess is None and ":" in rest:
             prefix = name.split(":", 1)[0]
             fix = next((q for q in _QUALIFIERS if q.lower() == prefix.lower()), None)
-            hint = f' (did you mean "{fix}:"?)' if fix else ' (the only prefixes are "ForAnyValue:" and "ForAllValues:")'
+            hint = (f' (did you mean "{fix}:"?)' if fix
+                    else ' (the only prefixes are "ForAnyValue:" and "ForAllValues:")')
         elif guess is not None:
             hint = f' (operator names are case-sensitive: did you mean "{guess}"?)'
         raise PolicyError(f'Invalid Condition type: unknown condition operator "{name}"{hint}')
@@ -465,16 +464,12 @@ def parse_conditions(raw: object, where: str, *, variables: bool) -> tuple[Condi
 # Evaluation
 # --------------------------------------------------------------------------------------------------
 
+_ORDER: dict[str, Callable[[Any, Any], Any]] = {"eq": _op.eq, "lt": _op.lt, "le": _op.le, "gt": _op.gt,
+                                                "ge": _op.ge}
+
+
 def _ordered(compare: Compare, left: Decimal | datetime, right: Decimal | datetime) -> bool:
-    if compare == "eq":
-        return left == right
-    if compare == "lt":
-        return left < right  # type: ignore[operator]
-    if compare == "le":
-        return left <= right  # type: ignore[operator]
-    if compare == "gt":
-        return left > right  # type: ignore[operator]
-    return left >= right  # type: ignore[operator]
+    return bool(_ORDER[compare](left, right))
 
 
 def _matches(spec: OperatorSpec, request_value: object, policy_value: str, context: RequestContext,

@@ -40,13 +40,23 @@ class Principal:
 class RequestContext:
     source_ip: str = ""
     secure_transport: bool = False
-    endpoint_id: str = ""
+    endpoint_id: str = ""  # the private endpoint (aws:SourceVpce) the request came through
+    request_id: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ResourceFacts:
+    """What authorization needs to know about a resource beyond its ARN."""
+
+    policy: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+    account_id: str | None = None
+
+
 class Authorizer(Protocol):
-    def authorize(self, principal: Principal, action: str, resource: str,
-                  context: RequestContext) -> None:
+    def authorize(self, principal: Principal, action: str, resource: str, context: RequestContext,
+                  facts: ResourceFacts | None = None) -> None:
         """Return if allowed; raise RegistryError(DENIED) otherwise."""
 
 
@@ -57,8 +67,8 @@ def denied_message(principal: Principal, action: str, resource: str) -> str:
 class AccountAuthorizer:
     """Principals may act within their own account; nothing crosses accounts."""
 
-    def authorize(self, principal: Principal, action: str, resource: str,
-                  context: RequestContext) -> None:
+    def authorize(self, principal: Principal, action: str, resource: str, context: RequestContext,
+                  facts: ResourceFacts | None = None) -> None:
         account = resource.split(":")[4] if resource.startswith("arn:") else principal.account_id
         if account != principal.account_id:
             raise RegistryError(Kind.DENIED, denied_message(principal, action, resource))

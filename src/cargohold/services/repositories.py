@@ -9,7 +9,7 @@ from typing import Any
 
 from cargohold.domain.names import check_repository_name
 from cargohold.errors import Kind, RegistryError
-from cargohold.services.identity import Authorizer, Principal, RequestContext
+from cargohold.services.identity import Authorizer, Principal, RequestContext, ResourceFacts
 from cargohold.services.secrets import SecretBox
 from cargohold.storage.meta.store import MetadataStore, Repository
 
@@ -38,8 +38,12 @@ class Repositories:
     def arn(self, name: str, account_id: str | None = None) -> str:
         return f"arn:aws:ecr:{self.region}:{account_id or self.account_id}:repository/{name}"
 
-    def authorize(self, caller: Caller, action: str, name: str) -> None:
-        self.authorizer.authorize(caller.principal, action, self.arn(name), caller.context)
+    def authorize(self, caller: Caller, action: str, name: str, repo: Repository | None = None) -> None:
+        facts = None
+        if repo is not None:
+            facts = ResourceFacts(policy=repo.policy, account_id=repo.account_id,
+                                  tags=tuple((t["Key"], t["Value"]) for t in repo.resource_tags))
+        self.authorizer.authorize(caller.principal, action, self.arn(name), caller.context, facts)
 
     def not_found(self, name: str) -> RegistryError:
         return RegistryError(
@@ -50,14 +54,16 @@ class Repositories:
     def resolve(self, caller: Caller, name: str, action: str, *, create: bool = False) -> Repository:
         """Validate the name, authorize the action on its ARN, then find (or create) it.
 
-        Authorization comes first so that a refused caller learns nothing about existence.
+        The decision is taken before "not found" is: a caller without access learns nothing
+        about existence. The repository's own policy takes part when it exists.
         """
         check_repository_name(name)
-        self.authorize(caller, action, name)
         repo = self.meta.get_repository(self.account_id, name)
+        self.authorize(caller, action, name, repo)
         if repo is None:
             if not (create and self.create_on_push):
                 raise self.not_found(name)
+            self.authorize(caller, "ecr:CreateRepository", name)
             repo = self.meta.create_repository(self.account_id, name, self.now_ms(), exist_ok=True)
         return repo
 

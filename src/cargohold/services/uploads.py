@@ -8,6 +8,7 @@ cache keyed by offset; a worker that lacks it re-hashes the staged bytes once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -18,7 +19,7 @@ from anyio import to_thread
 from cargohold.domain.digests import algorithm_of, new_hasher, parse_digest
 from cargohold.errors import Kind, RegistryError
 from cargohold.services.repositories import Caller, Repositories
-from cargohold.storage.blobs.base import BlobStore, UploadWriter
+from cargohold.storage.blobs.base import BlobStore, UploadBusy, UploadWriter
 from cargohold.storage.meta.store import MetadataStore
 
 _UPLOAD_ID_RE = re.compile(r"[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}")
@@ -67,11 +68,7 @@ class Uploads:
             src = self.repos.resolve(caller, source, "ecr:GetDownloadUrlForLayer")
         except RegistryError:
             return None  # unreadable or unknown source: fall back to a normal upload
-        size = self.meta.repository_blob_size(src.id, digest)
-        if size is None:
-            return None
-        self.meta.link_blob(repo.id, digest, size, self.repos.now_ms())
-        return size
+        return self.meta.mount_blob(src.id, repo.id, digest, self.repos.now_ms())
 
     def _session(self, caller: Caller, name: str, upload_id: str, action: str) -> tuple[int, int]:
         repo = self.repos.resolve(caller, name, action)
@@ -149,12 +146,37 @@ class Uploads:
             lock = self._locks[upload_id] = asyncio.Lock()
         return lock
 
+    @contextlib.asynccontextmanager
+    async def _exclusive(self, upload_id: str) -> AsyncIterator[int]:
+        """Hold the upload against requests in other worker processes (the asyncio lock only covers
+        this one) from reading the offset until the write is recorded; yields that offset.
+
+        Without it two workers could write the same staged bytes at once: the one that loses the
+        offset compare-and-set has still overwritten the winner's bytes, and the winner's cached
+        hash would then commit a blob whose content does not match its digest."""
+        try:
+            hold = await _run(self.blobs.lock_upload, upload_id)
+        except FileNotFoundError:
+            raise self._unknown() from None
+        except UploadBusy:
+            found = await _run(self.meta.get_upload, upload_id)
+            raise RegistryError(Kind.RANGE_INVALID, "a concurrent request is writing this upload",
+                                headers=range_headers(found[1] if found else 0)) from None
+        try:
+            found = await _run(self.meta.get_upload, upload_id)
+            if found is None:
+                raise self._unknown()
+            yield found[1]
+        finally:
+            hold.close()
+
     async def append(self, caller: Caller, name: str, upload_id: str, body: AsyncIterator[bytes],
                      content_range: tuple[int, int] | None = None) -> int:
         """PATCH: append a chunk; returns the new offset. Out-of-order chunks raise 416."""
         async with self._lock(upload_id):
-            _, offset = await _run(self._session, caller, name, upload_id, "ecr:UploadLayerPart")
-            return await self._append_locked(upload_id, offset, body, content_range)
+            await _run(self._session, caller, name, upload_id, "ecr:UploadLayerPart")
+            async with self._exclusive(upload_id) as offset:
+                return await self._append_locked(upload_id, offset, body, content_range)
 
     async def _append_locked(self, upload_id: str, offset: int, body: AsyncIterator[bytes],
                              content_range: tuple[int, int] | None) -> int:
@@ -185,11 +207,12 @@ class Uploads:
                        content_range: tuple[int, int] | None = None) -> int:
         """PUT: optional last chunk, then verify the digest and commit. Returns the blob size."""
         async with self._lock(upload_id):
-            repo_id, offset = await _run(self._session, caller, name, upload_id, "ecr:CompleteLayerUpload")
+            repo_id, _ = await _run(self._session, caller, name, upload_id, "ecr:CompleteLayerUpload")
             parse_digest(digest)
-            if body is not None:
-                offset = await self._append_locked(upload_id, offset, body, content_range)
-            return await self._finish(upload_id, repo_id, digest, offset)
+            async with self._exclusive(upload_id) as offset:
+                if body is not None:
+                    offset = await self._append_locked(upload_id, offset, body, content_range)
+                return await self._finish(upload_id, repo_id, digest, offset)
 
     async def _finish(self, upload_id: str, repo_id: int, digest: str, size: int) -> int:
         cached = self._hashers.pop(upload_id, None)
@@ -201,8 +224,9 @@ class Uploads:
             await _run(self._discard, upload_id)
             raise RegistryError(Kind.DIGEST_INVALID,
                                 f"provided digest {digest} did not match uploaded content {actual}")
-        await _run(self.blobs.commit, upload_id, digest)
-        await _run(self.meta.link_blob, repo_id, digest, size, self.repos.now_ms())
+        await _run(self.blobs.prepare, upload_id)  # fsync outside the metadata write lock
+        await _run(self.meta.commit_blob, repo_id, digest, size, self.repos.now_ms(),
+                   lambda: self.blobs.place(upload_id, digest))
         await _run(self.meta.delete_upload, upload_id)
         return size
 

@@ -80,11 +80,12 @@ class EcrApi:
                 raise RegistryError(Kind.SERIALIZATION, "Request body must be a JSON object")
             params = model.validate_input(op, doc)
             registry_id = params.get("registryId")
-            if registry_id is not None and registry_id != self.account_id and "repositoryName" in params:
+            named = [params["repositoryName"]] if "repositoryName" in params else params.get("repositoryNames")
+            if registry_id is not None and registry_id != self.account_id and named:
                 # Another account's repository must look exactly like one that does not exist.
                 raise RegistryError(
                     Kind.NAME_UNKNOWN,
-                    f"The repository with name '{params['repositoryName']}' does not exist in the registry "
+                    f"The repository with name '{named[0]}' does not exist in the registry "
                     f"with id '{registry_id}'")
             result = await handler(caller, params)
             return Response(json.dumps(result, default=_json_default).encode(), media_type=ECR_ERROR_TYPE,

@@ -131,6 +131,8 @@ class EcrOperations:
 
     async def DescribeRepositories(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
         names = p.get("repositoryNames")
+        if p.get("registryId", self.account_id) != self.account_id:
+            return {"repositories": []}  # another account's registry: nothing of it is visible here
         if names and p.get("maxResults"):
             raise RegistryError(Kind.INVALID_PARAMETER, "Invalid parameter: maxResults cannot be used with "
                                 "repositoryNames")

@@ -12,6 +12,14 @@ class UploadWriter(Protocol):
     def close(self) -> None: ...
 
 
+class UploadBusy(Exception):
+    """Another request (in any process) holds the upload's staging area."""
+
+
+class UploadLock(Protocol):
+    def close(self) -> None: ...
+
+
 class BlobStore(Protocol):
     """Staged uploads are addressed by an already-validated upload id, blobs by a validated digest."""
 
@@ -20,13 +28,37 @@ class BlobStore(Protocol):
     def upload_size(self, upload_id: str) -> int | None:
         """Bytes staged so far, or None if there is no such staging area."""
 
+    def lock_upload(self, upload_id: str) -> UploadLock:
+        """Hold the staging area exclusively across processes until close(); UploadBusy if held,
+        FileNotFoundError if there is no such staging area."""
+
     def upload_writer(self, upload_id: str, offset: int) -> UploadWriter:
         """A writer appending at offset (anything staged past offset is discarded)."""
 
     def read_upload(self, upload_id: str, chunk_size: int = 1 << 20) -> Iterator[bytes]: ...
 
+    def prepare(self, upload_id: str) -> None:
+        """Make the staged bytes durable before they are placed."""
+
+    def place(self, upload_id: str, digest: str) -> None:
+        """Move prepared bytes into place as blob `digest` (or drop them if it exists)."""
+
     def commit(self, upload_id: str, digest: str) -> None:
-        """Make the staged bytes durable as blob `digest` and remove the staging area."""
+        """prepare() then place()."""
+
+    def trash(self, digest: str) -> bool:
+        """Move a blob aside for deletion (undoable with restore())."""
+
+    def restore(self, digest: str) -> bool: ...
+
+    def list_trash(self) -> Iterator[str]: ...
+
+    def purge(self, digest: str) -> int:
+        """Delete a trashed blob for good; returns bytes freed."""
+
+    def blob_mtime(self, digest: str) -> float | None: ...
+
+    def upload_mtime(self, upload_id: str) -> float | None: ...
 
     def abort(self, upload_id: str) -> None: ...
 

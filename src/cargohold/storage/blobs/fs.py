@@ -4,6 +4,7 @@ Layout under the data directory:
 
     blobs/<algorithm>/<first 2 hex>/<hex>   committed, content-addressed blobs (never modified)
     uploads/<upload id>                     staging file of one upload session
+    trash/<algorithm>-<hex>                 blobs being garbage-collected (restored after a crash)
 
 A commit fsyncs the staged file, renames it into place (or drops it when the blob already
 exists) and fsyncs the directory, so the blob survives a crash once commit() returns.
@@ -14,12 +15,14 @@ _blob_path re-checks them anyway so no other string can ever become a path.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 from cargohold.domain.digests import is_digest
+from cargohold.storage.blobs.base import UploadBusy
 
 _UPLOAD_ID_RE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
@@ -49,13 +52,24 @@ class _FileWriter:
         self._file.close()
 
 
+class _FileLock:
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # releases the flock
+            self._fd = -1
+
+
 class FilesystemBlobStore:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).resolve()
         self._blobs = self.root / "blobs"
         self._uploads = self.root / "uploads"
-        self._blobs.mkdir(parents=True, exist_ok=True)
-        self._uploads.mkdir(parents=True, exist_ok=True)
+        self._trash = self.root / "trash"
+        for folder in (self._blobs, self._uploads, self._trash):
+            folder.mkdir(parents=True, exist_ok=True)
 
     def _blob_path(self, digest: str) -> Path:
         if not is_digest(digest):
@@ -79,6 +93,15 @@ class FilesystemBlobStore:
         except FileNotFoundError:
             return None
 
+    def lock_upload(self, upload_id: str) -> _FileLock:
+        fd = os.open(self._upload_path(upload_id), os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise UploadBusy(upload_id) from None
+        return _FileLock(fd)
+
     def upload_writer(self, upload_id: str, offset: int) -> _FileWriter:
         return _FileWriter(self._upload_path(upload_id), offset)
 
@@ -87,20 +110,79 @@ class FilesystemBlobStore:
             while chunk := f.read(chunk_size):
                 yield chunk
 
-    def commit(self, upload_id: str, digest: str) -> None:
-        staged = self._upload_path(upload_id)
-        final = self._blob_path(digest)
-        fd = os.open(staged, os.O_RDONLY)
+    def prepare(self, upload_id: str) -> None:
+        """Make the staged bytes durable (fsync) before they are placed."""
+        fd = os.open(self._upload_path(upload_id), os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+    def place(self, upload_id: str, digest: str) -> None:
+        """Rename prepared bytes into place, or drop them when the blob is already there."""
+        staged = self._upload_path(upload_id)
+        final = self._blob_path(digest)
         if final.exists():
             staged.unlink()
             return
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staged, final)
         _fsync_dir(final.parent)
+
+    def commit(self, upload_id: str, digest: str) -> None:
+        self.prepare(upload_id)
+        self.place(upload_id, digest)
+
+    # -- garbage collection: blobs go to a trash area first, so a crash can be undone -----------
+
+    def _trash_path(self, digest: str) -> Path:
+        path = self._blob_path(digest)
+        return self._trash / f"{path.parent.parent.name}-{path.name}"
+
+    def trash(self, digest: str) -> bool:
+        try:
+            os.replace(self._blob_path(digest), self._trash_path(digest))
+            return True
+        except FileNotFoundError:
+            return False
+
+    def restore(self, digest: str) -> bool:
+        final = self._blob_path(digest)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(self._trash_path(digest), final)
+            return True
+        except FileNotFoundError:
+            return False
+
+    def list_trash(self) -> Iterator[str]:
+        for entry in os.scandir(self._trash):
+            algorithm, _, hexdigest = entry.name.partition("-")
+            digest = f"{algorithm}:{hexdigest}"
+            if is_digest(digest):
+                yield digest
+
+    def purge(self, digest: str) -> int:
+        """Delete a trashed blob for good; returns the bytes freed."""
+        path = self._trash_path(digest)
+        try:
+            size = path.stat().st_size
+            path.unlink()
+            return size
+        except FileNotFoundError:
+            return 0
+
+    def blob_mtime(self, digest: str) -> float | None:
+        try:
+            return self._blob_path(digest).stat().st_mtime
+        except FileNotFoundError:
+            return None
+
+    def upload_mtime(self, upload_id: str) -> float | None:
+        try:
+            return self._upload_path(upload_id).stat().st_mtime
+        except (FileNotFoundError, ValueError):
+            return None
 
     def abort(self, upload_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -6,7 +6,7 @@ Writers open their transaction with `write=True` (SQLite: BEGIN IMMEDIATE).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -242,10 +242,35 @@ class MetadataStore:
             return conn.execute(select(s.blobs.c.size).where(s.blobs.c.digest == digest)).scalar()
 
     def link_blob(self, repository_id: int, digest: str, size: int, now: int) -> None:
+        self.commit_blob(repository_id, digest, size, now, lambda: None)
+
+    def commit_blob(self, repository_id: int, digest: str, size: int, now: int, place: Callable[[], None]) -> None:
+        """Record a blob and its link, and put its bytes in place, in one write transaction.
+
+        The garbage collector deletes blobs in a write transaction too, so the two serialize:
+        either the collector saw this fresh row and spared the blob, or it finished first and
+        `place` finds no file and moves the new bytes in. Refreshing created_at restarts the
+        grace window for a blob pushed again.
+        """
         with self.write() as conn:
-            self._insert_ignore(conn, s.blobs, {"digest": digest, "size": size, "created_at": now})
-            self._insert_ignore(conn, s.repository_blobs, {
-                "repository_id": repository_id, "digest": digest, "created_at": now})
+            self._upsert(conn, s.blobs, {"digest": digest, "size": size, "created_at": now}, ["digest"],
+                         {"created_at": now})
+            self._upsert(conn, s.repository_blobs, {"repository_id": repository_id, "digest": digest,
+                                                    "created_at": now},
+                         ["repository_id", "digest"], {"created_at": now})
+            place()
+
+    def mount_blob(self, source_id: int, target_id: int, digest: str, now: int) -> int | None:
+        """Link a blob readable in source into target, atomically with checking the source link."""
+        rb, b = s.repository_blobs, s.blobs
+        with self.write() as conn:
+            size = conn.execute(select(b.c.size).join(rb, rb.c.digest == b.c.digest).where(
+                and_(rb.c.repository_id == source_id, rb.c.digest == digest)).with_for_update(read=True)).scalar()
+            if size is None:
+                return None
+            self._upsert(conn, rb, {"repository_id": target_id, "digest": digest, "created_at": now},
+                         ["repository_id", "digest"], {"created_at": now})
+            return int(size)
 
     def unlink_blob(self, repository_id: int, digest: str) -> bool:
         rb = s.repository_blobs
@@ -458,3 +483,86 @@ class MetadataStore:
         u = s.uploads
         with self.read() as conn:
             return conn.execute(select(u.c.last_part_size).where(u.c.id == upload_id)).scalar()
+
+    # -- garbage collection -------------------------------------------------------------------
+
+    def stale_links(self, cutoff: int, limit: int) -> list[tuple[int, str]]:
+        """Repository links older than cutoff that no manifest of that repository references."""
+        rb, r = s.repository_blobs, s.manifest_references
+        referenced = select(r.c.child_digest).where(and_(
+            r.c.repository_id == rb.c.repository_id, r.c.child_digest == rb.c.digest, r.c.kind == "blob"))
+        with self.read() as conn:
+            rows = conn.execute(select(rb.c.repository_id, rb.c.digest).where(and_(
+                rb.c.created_at < cutoff, ~referenced.exists())).limit(limit)).all()
+        return [(row.repository_id, row.digest) for row in rows]
+
+    def drop_links(self, links: Sequence[tuple[int, str]], cutoff: int) -> int:
+        """Delete the given links if they are still old and unreferenced (re-checked under the write lock)."""
+        rb, r = s.repository_blobs, s.manifest_references
+        dropped = 0
+        with self.write() as conn:
+            for repository_id, digest in links:
+                referenced = select(r.c.child_digest).where(and_(
+                    r.c.repository_id == repository_id, r.c.child_digest == digest, r.c.kind == "blob"))
+                dropped += conn.execute(delete(rb).where(and_(
+                    rb.c.repository_id == repository_id, rb.c.digest == digest, rb.c.created_at < cutoff,
+                    ~referenced.exists()))).rowcount
+        return dropped
+
+    def orphan_blobs(self, cutoff: int, limit: int) -> list[str]:
+        """Blobs older than cutoff that no repository links to any more."""
+        b, rb = s.blobs, s.repository_blobs
+        linked = select(rb.c.digest).where(rb.c.digest == b.c.digest)
+        with self.read() as conn:
+            return list(conn.execute(select(b.c.digest).where(and_(b.c.created_at < cutoff, ~linked.exists()))
+                                     .limit(limit)).scalars())
+
+    def delete_blobs(self, digests: Sequence[str], cutoff: int,
+                     remove: Callable[[str], object]) -> list[tuple[str, int]]:
+        """Delete orphan blob rows, calling remove(digest) for each inside the same write transaction."""
+        b, rb = s.blobs, s.repository_blobs
+        with self.write() as conn:
+            rows = conn.execute(select(b.c.digest, b.c.size).where(and_(b.c.digest.in_(list(digests)),
+                                                                        b.c.created_at < cutoff))
+                                .with_for_update()).all()
+            candidates = [row.digest for row in rows]
+            # A fresh statement sees links committed since the candidates were chosen.
+            linked = set(conn.execute(select(rb.c.digest).where(rb.c.digest.in_(candidates))).scalars()) \
+                if candidates else set()
+            victims = [(row.digest, int(row.size)) for row in rows if row.digest not in linked]
+            for digest, _ in victims:
+                remove(digest)
+            if victims:
+                conn.execute(delete(b).where(b.c.digest.in_([d for d, _ in victims])))
+        return victims
+
+    def blob_exists(self, digest: str) -> bool:
+        return self.blob_size(digest) is not None
+
+    def purge_uploads(self, upload_ids: Sequence[str]) -> int:
+        if not upload_ids:
+            return 0
+        with self.write() as conn:
+            return conn.execute(delete(s.uploads).where(s.uploads.c.id.in_(list(upload_ids)))).rowcount
+
+    def upload_ids(self) -> set[str]:
+        with self.read() as conn:
+            return set(conn.execute(select(s.uploads.c.id)).scalars())
+
+    def storage_totals(self) -> tuple[int, int]:
+        """(blob count, bytes) registry-wide after deduplication."""
+        b = s.blobs
+        with self.read() as conn:
+            row = conn.execute(select(func.count(), func.coalesce(func.sum(b.c.size), 0))).one()
+        return int(row[0]), int(row[1])
+
+    def remove_unrecorded(self, digests: Sequence[str], remove: Callable[[str], object]) -> list[str]:
+        """Call remove(digest) for files that have no blob row, re-checked under the write lock."""
+        b = s.blobs
+        with self.write() as conn:
+            recorded = set(conn.execute(select(b.c.digest).where(b.c.digest.in_(list(digests)))).scalars()) \
+                if digests else set()
+            gone = [d for d in digests if d not in recorded]
+            for digest in gone:
+                remove(digest)
+        return gone

@@ -1,0 +1,156 @@
+"""The one policy engine hook: every request on every face is decided here and audited.
+
+Identity policies (a user's inline and attached policies, and its groups'), the resource's
+policy (a repository policy) and the registry policy are evaluated together by the pure
+domain evaluator. Decisions go to an audit trail that is written in batches off the request path.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+
+from cargohold.domain.policy import Decision, Policy, PolicyError, RequestFacts, evaluate, parse_policy
+from cargohold.errors import Kind, RegistryError
+from cargohold.services.identity import Principal, RequestContext, ResourceFacts, denied_message
+from cargohold.storage.meta.iam import AuditEvent, IamStore
+
+log = logging.getLogger("cargohold.audit")
+REGISTRY_POLICY_KEY = "registry_policy"
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(text: str, resource_policy: bool) -> Policy:
+    return parse_policy(text, resource_policy=resource_policy)
+
+
+def parse_or_none(text: str, resource_policy: bool) -> Policy | None:
+    try:
+        return _parse(text, resource_policy)
+    except PolicyError:
+        log.warning("ignoring a stored policy that no longer parses")
+        return None
+
+
+class AuditLog:
+    """Buffers decisions and writes them from one background thread (at most ~1 s behind)."""
+
+    def __init__(self, store: IamStore, flush_seconds: float = 1.0, enabled: bool = True) -> None:
+        self.store = store
+        self.flush_seconds = flush_seconds
+        self.enabled = enabled
+        self._queue: queue.Queue[AuditEvent] = queue.Queue(maxsize=100_000)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def add(self, event: AuditEvent) -> None:
+        if not self.enabled:
+            return
+        try:
+            self._queue.put_nowait(event)
+        except queue.Full:
+            log.error("audit queue full: dropping an event")
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="cargohold-audit", daemon=True)
+                    self._thread.start()
+
+    def flush(self) -> None:
+        batch: list[AuditEvent] = []
+        while True:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        if batch:
+            try:
+                self.store.record(batch)
+            except Exception:
+                log.exception("could not write %d audit events", len(batch))
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.flush_seconds)
+            self.flush()
+
+
+class PolicyAuthorizer:
+    def __init__(self, store: IamStore, account_id: str, audit: AuditLog,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.account_id = account_id
+        self.audit = audit
+        self.clock = clock
+
+    def registry_policy(self) -> str | None:
+        return self.store.meta.get_setting(f"{REGISTRY_POLICY_KEY}:{self.account_id}")
+
+    def decide(self, principal: Principal, action: str, resource: str, context: RequestContext,
+               facts: ResourceFacts | None = None) -> Decision:
+        facts = facts or ResourceFacts()
+        identity: list[tuple[str, Policy]] = []
+        if principal.kind != "root":
+            for label, text in self.store.identity_policies(principal.arn):
+                parsed = parse_or_none(text, False)
+                if parsed is not None:
+                    identity.append((label, parsed))
+        resource_policies: list[tuple[str, Policy]] = []
+        if facts.policy:
+            parsed = parse_or_none(facts.policy, True)
+            if parsed is not None:
+                resource_policies.append(("repository policy", parsed))
+        if action.startswith("ecr:"):
+            registry_text = self.registry_policy()
+            if registry_text:
+                parsed = parse_or_none(registry_text, True)
+                if parsed is not None:
+                    resource_policies.append(("registry policy", parsed))
+        now = self.clock()
+        keys: dict[str, object] = {
+            "aws:SourceIp": context.source_ip, "aws:SecureTransport": context.secure_transport,
+            "aws:CurrentTime": datetime.datetime.fromtimestamp(now, datetime.UTC), "aws:EpochTime": int(now),
+            "aws:PrincipalArn": principal.arn, "aws:PrincipalAccount": principal.account_id,
+            "aws:userid": principal.user_id, "aws:PrincipalType": "Account" if principal.kind == "root" else "User",
+        }
+        if principal.kind == "user":
+            keys["aws:username"] = principal.name
+        if context.endpoint_id:
+            keys["aws:SourceVpce"] = context.endpoint_id
+        for key, value in facts.tags:
+            keys[f"aws:ResourceTag/{key}"] = value
+            keys[f"ecr:ResourceTag/{key}"] = value
+        keys.update(context.extra)
+        resource_account = facts.account_id or _arn_account(resource) or self.account_id
+        request = RequestFacts(action=action, resource=resource, principal_arn=principal.arn,
+                               principal_account=principal.account_id, context=keys)
+        return evaluate(request, identity, resource_policies, resource_account=resource_account,
+                        is_account_root=principal.kind == "root")
+
+    def authorize(self, principal: Principal, action: str, resource: str, context: RequestContext,
+                  facts: ResourceFacts | None = None) -> None:
+        decision = self.decide(principal, action, resource, context, facts)
+        self.audit.add(AuditEvent(
+            at=int(self.clock() * 1000), request_id=context.request_id or uuid.uuid4().hex,
+            principal_arn=principal.arn, action=action, resource=resource, source_ip=context.source_ip,
+            endpoint_id=context.endpoint_id, allowed=decision.allowed, reason=decision.reason,
+            policy=decision.policy, statement=decision.statement))
+        if not decision.allowed:
+            explicit = " with an explicit deny in a " + (decision.policy or "policy") \
+                if decision.reason == "explicit_deny" else ""
+            raise RegistryError(Kind.DENIED, denied_message(principal, action, resource) + explicit)
+
+
+def _arn_account(arn: str) -> str | None:
+    parts = arn.split(":")
+    return parts[4] if len(parts) > 5 and parts[0] == "arn" and parts[4] else None
+
+
+def context_keys(extra: Mapping[str, str]) -> dict[str, str]:
+    return dict(extra)
