@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 from cargohold.config import Config, load_config
 from cargohold.http.ecr.api import EcrApi
 from cargohold.http.ecr.operations import EcrOperations
+from cargohold.http.ecr.policy_operations import EcrPolicyOperations
 from cargohold.http.iam import IamApi
 from cargohold.http.oci import OciApi
 from cargohold.services.content import Content
@@ -24,6 +25,8 @@ from cargohold.services.gc import GarbageCollector
 from cargohold.services.iam import Iam
 from cargohold.services.identity import AccountAuthorizer, Authorizer, Identity
 from cargohold.services.images import Images
+from cargohold.services.lifecycle import Lifecycle
+from cargohold.services.policies import Policies
 from cargohold.services.repositories import Repositories, RepositoryAdmin
 from cargohold.services.secrets import SecretBox, load_or_create_master_key
 from cargohold.services.uploads import Uploads
@@ -50,6 +53,8 @@ class Services:
     images: Images
     iam: Iam
     gc: GarbageCollector
+    policies: Policies
+    lifecycle: Lifecycle
 
 
 def build_services(config: Config, *, run_migrations: bool = True,
@@ -67,12 +72,14 @@ def build_services(config: Config, *, run_migrations: bool = True,
     repositories = Repositories(meta, authorizer, config.account_id, config.region,
                                 config.create_on_push, clock, box)
     content = Content(meta, blobs, repositories)
+    iam_store = IamStore(meta)
     return Services(config, meta, blobs, box, identity, authorizer, repositories,
                     Uploads(meta, blobs, repositories), content, RepositoryAdmin(repositories),
-                    Images(meta, repositories, content), Iam(IamStore(meta), identity, authorizer),
+                    Images(meta, repositories, content), Iam(iam_store, identity, authorizer),
                     GarbageCollector(meta, blobs, grace_seconds=config.gc_grace,
                                      upload_max_age=config.upload_max_age, clock=clock,
-                                     lock_path=data / "gc.lock"))
+                                     lock_path=data / "gc.lock"),
+                    Policies(repositories), Lifecycle(meta, repositories, iam_store, clock))
 
 
 class Metrics:
@@ -89,7 +96,7 @@ class Metrics:
 
 
 class BackgroundJobs:
-    """Periodic maintenance in a daemon thread; across worker processes a file lock picks one runner."""
+    """Periodic maintenance (GC, lifecycle) in a daemon thread; a file lock picks one runner per data dir."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -97,7 +104,8 @@ class BackgroundJobs:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        if self.services.config.gc_interval > 0 and self._thread is None:
+        cfg = self.services.config
+        if (cfg.gc_interval > 0 or cfg.lifecycle_interval > 0) and self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="cargohold-jobs", daemon=True)
             self._thread.start()
 
@@ -105,17 +113,33 @@ class BackgroundJobs:
         self._stop.set()
 
     def _loop(self) -> None:
-        interval = self.services.config.gc_interval
-        while not self._stop.wait(interval):
-            gc = self.services.gc
-            try:
-                with gc.exclusive(wait=False) as mine:
-                    if mine:
-                        report = gc.run()
-                        log.info("gc: %d blobs (%d bytes) freed, %d uploads purged in %.1fs",
-                                 report.blobs_deleted, report.bytes_freed, report.uploads_purged, report.seconds)
-            except Exception:
-                log.exception("background garbage collection failed")
+        cfg = self.services.config
+        now = time.monotonic()
+        due = {"gc": now + cfg.gc_interval if cfg.gc_interval > 0 else None,
+               "lifecycle": now + cfg.lifecycle_interval if cfg.lifecycle_interval > 0 else None}
+        while not self._stop.wait(min(1.0, max(0.05, min(t for t in due.values() if t is not None) - now))):
+            now = time.monotonic()
+            for job, when in due.items():
+                if when is None or now < when:
+                    continue
+                try:
+                    self._run(job)
+                except Exception:
+                    log.exception("background %s failed", job)
+                due[job] = time.monotonic() + (cfg.gc_interval if job == "gc" else cfg.lifecycle_interval)
+
+    def _run(self, job: str) -> None:
+        gc = self.services.gc
+        with gc.exclusive(wait=False) as mine:  # one maintenance runner at a time
+            if not mine:
+                return
+            if job == "gc":
+                report = gc.run()
+                log.info("gc: %d blobs (%d bytes) freed, %d uploads purged in %.1fs",
+                         report.blobs_deleted, report.bytes_freed, report.uploads_purged, report.seconds)
+            else:
+                expired = self.services.lifecycle.run()
+                log.info("lifecycle: %d images expired", sum(1 for e in expired if e.deleted))
 
 
 class CargoholdApp:
@@ -130,6 +154,7 @@ class CargoholdApp:
         self.jobs = BackgroundJobs(services)
         self.ecr = EcrApi(services.identity, cfg.region, cfg.account_id, services.identity.clock)
         self.iam = IamApi(services.identity, services.iam, cfg.region, services.identity.clock)
+        EcrPolicyOperations(self.ecr, services.policies, services.lifecycle)
         EcrOperations(self.ecr, services.identity, services.admin, services.images, services.uploads,
                       cfg.public_host, "https" if cfg.tls_enabled else "http")
 

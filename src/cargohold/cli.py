@@ -149,6 +149,31 @@ def gc(
     services.meta.engine.dispose()
 
 
+lifecycle_app = typer.Typer(help="Lifecycle policies.", no_args_is_help=True)
+app.add_typer(lifecycle_app, name="lifecycle")
+
+
+@lifecycle_app.command("run")
+def lifecycle_run(
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print what would be expired.")] = False,
+) -> None:
+    """Apply every repository's lifecycle policy now (or, with --dry-run, show what would go)."""
+    services = _services(config, data_dir)
+    with services.gc.exclusive(wait=True):
+        expired = services.lifecycle.run(dry_run=dry_run)
+    verb = "would expire" if dry_run else "expired"
+    for item in expired:
+        if dry_run or item.deleted:
+            tags = ",".join(item.expiry.tags) or "<untagged>"
+            typer.echo(f"{verb}  {item.repository}@{item.expiry.digest}  tags={tags}  "
+                       f"pushed={item.expiry.pushed_at.isoformat()}  rule={item.expiry.rule_priority}")
+    count = sum(1 for e in expired if dry_run or e.deleted)
+    typer.echo(f"{count} image(s) {verb}.")
+    services.meta.engine.dispose()
+
+
 @app.command()
 def version() -> None:
     """Print the version."""

@@ -71,6 +71,7 @@ class Kind(enum.Enum):
     REGISTRY_POLICY_NOT_FOUND = "REGISTRY_POLICY_NOT_FOUND"
     LIFECYCLE_POLICY_NOT_FOUND = "LIFECYCLE_POLICY_NOT_FOUND"
     LIFECYCLE_PREVIEW_NOT_FOUND = "LIFECYCLE_PREVIEW_NOT_FOUND"
+    LIFECYCLE_PREVIEW_IN_PROGRESS = "LIFECYCLE_PREVIEW_IN_PROGRESS"
     UNKNOWN = "UNKNOWN"
 
 
@@ -172,6 +173,8 @@ TABLE: dict[Kind, Row] = {
                                          "lifecycle policy not found", "NoSuchEntity", 404),
     Kind.LIFECYCLE_PREVIEW_NOT_FOUND: Row("NAME_UNKNOWN", 404, "LifecyclePolicyPreviewNotFoundException", 400,
                                           "lifecycle policy preview not found", "NoSuchEntity", 404),
+    Kind.LIFECYCLE_PREVIEW_IN_PROGRESS: Row("DENIED", 409, "LifecyclePolicyPreviewInProgressException", 400,
+                                            "a lifecycle policy preview is in progress", "Conflict", 409),
     Kind.UNKNOWN: Row("UNKNOWN", 500, "ServerException", 500, "unknown error"),
 }
 

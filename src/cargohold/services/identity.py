@@ -149,7 +149,10 @@ class Identity:
 
     def authenticate_header(self, authorization: str | None) -> Principal:
         if not authorization:
-            raise RegistryError(Kind.UNAUTHORIZED, "authentication required")
+            # Not the code's stock text on purpose: Docker reduces an error whose message is exactly
+            # "authentication required" (and has no detail) to a bare code it then retries for ~50 s
+            # (anonymous push after no `docker login`), instead of failing at once.
+            raise RegistryError(Kind.UNAUTHORIZED, "authentication required: no credentials were sent")
         scheme, _, value = authorization.partition(" ")
         scheme = scheme.lower()
         value = value.strip()

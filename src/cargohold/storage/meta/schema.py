@@ -60,6 +60,8 @@ repositories = Table(
     Column("encryption", JSON, nullable=True),
     Column("resource_tags", JSON, nullable=True),
     Column("policy", Text, nullable=True),  # the repository policy document
+    Column("lifecycle_policy", Text, nullable=True),
+    Column("lifecycle_evaluated_at", BigInteger, nullable=True),
     UniqueConstraint("account_id", "name", name="uq_repositories_account_name"),
 )
 
@@ -198,3 +200,12 @@ audit_events = Table(
     Column("statement", String(128), nullable=True),
 )
 Index("ix_audit_events_at", audit_events.c.at)
+
+lifecycle_previews = Table(
+    "lifecycle_previews", metadata,
+    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
+    Column("policy", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # IN_PROGRESS | COMPLETE | FAILED
+    Column("results", JSON, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+)

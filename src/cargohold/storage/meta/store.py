@@ -32,6 +32,8 @@ class Repository:
     encryption: dict[str, Any] | None
     resource_tags: list[dict[str, str]]
     policy: str | None = None
+    lifecycle_policy: str | None = None
+    lifecycle_evaluated_at: int | None = None
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ _MANIFEST_COLS = (s.manifests.c.digest, s.manifests.c.media_type, s.manifests.c.
 def _repo(row: Any) -> Repository:
     return Repository(row.id, row.account_id, row.name, row.created_at, row.tag_mutability,
                       row.mutability_exclusions or [], bool(row.scan_on_push), row.encryption,
-                      row.resource_tags or [], row.policy)
+                      row.resource_tags or [], row.policy, row.lifecycle_policy, row.lifecycle_evaluated_at)
 
 
 def _manifest(row: Any, with_content: bool = False) -> ManifestRow:
@@ -140,6 +142,14 @@ class MetadataStore:
         with self.write() as conn:
             self._insert_ignore(conn, s.settings, {"key": key, "value": value})
             return str(conn.execute(select(s.settings.c.value).where(s.settings.c.key == key)).scalar())
+
+    def put_setting(self, key: str, value: str) -> None:
+        with self.write() as conn:
+            self._upsert(conn, s.settings, {"key": key, "value": value}, ["key"], {"value": value})
+
+    def delete_setting(self, key: str) -> bool:
+        with self.write() as conn:
+            return conn.execute(delete(s.settings).where(s.settings.c.key == key)).rowcount > 0
 
     # -- principals and access keys ---------------------------------------------------------
 
@@ -566,3 +576,45 @@ class MetadataStore:
             for digest in gone:
                 remove(digest)
         return gone
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def repositories_with_lifecycle(self) -> list[Repository]:
+        r = s.repositories
+        with self.read() as conn:
+            rows = conn.execute(select(r).where(r.c.lifecycle_policy.is_not(None)).order_by(r.c.id)).all()
+        return [_repo(row) for row in rows]
+
+    def expire_manifest(self, repository_id: int, digest: str, started_at: int) -> bool:
+        """Delete an image chosen by a lifecycle run, unless it was pushed or (re)tagged after the run began."""
+        m, t, r = s.manifests, s.tags, s.manifest_references
+        with self.write() as conn:
+            pushed = conn.execute(select(m.c.pushed_at).where(and_(m.c.repository_id == repository_id,
+                                                                   m.c.digest == digest))).scalar()
+            if pushed is None or pushed > started_at:
+                return False
+            retagged = conn.execute(select(func.count()).select_from(t).where(and_(
+                t.c.repository_id == repository_id, t.c.digest == digest, t.c.updated_at > started_at))).scalar_one()
+            parents = conn.execute(select(func.count()).select_from(r).where(and_(
+                r.c.repository_id == repository_id, r.c.child_digest == digest, r.c.kind == "manifest"))).scalar_one()
+            if retagged or parents:
+                return False
+            conn.execute(delete(t).where(and_(t.c.repository_id == repository_id, t.c.digest == digest)))
+            conn.execute(delete(r).where(and_(r.c.repository_id == repository_id, r.c.parent_digest == digest)))
+            conn.execute(delete(m).where(and_(m.c.repository_id == repository_id, m.c.digest == digest)))
+            return True
+
+    def save_preview(self, repository_id: int, policy: str, status: str, results: list[dict[str, Any]] | None,
+                     now: int) -> None:
+        with self.write() as conn:
+            self._upsert(conn, s.lifecycle_previews, {"repository_id": repository_id, "policy": policy,
+                                                      "status": status, "results": results, "created_at": now},
+                         ["repository_id"], {"policy": policy, "status": status, "results": results,
+                                             "created_at": now})
+
+    def get_preview(self, repository_id: int) -> tuple[str, str, list[dict[str, Any]] | None] | None:
+        p = s.lifecycle_previews
+        with self.read() as conn:
+            row = conn.execute(select(p.c.policy, p.c.status, p.c.results)
+                               .where(p.c.repository_id == repository_id)).first()
+        return (row.policy, row.status, row.results) if row else None
