@@ -15,15 +15,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from cargohold.config import Config, load_config
+from cargohold.http.context import ContextFactory
 from cargohold.http.ecr.api import EcrApi
 from cargohold.http.ecr.operations import EcrOperations
 from cargohold.http.ecr.policy_operations import EcrPolicyOperations
 from cargohold.http.iam import IamApi
 from cargohold.http.oci import OciApi
+from cargohold.services.authorization import AuditLog, PolicyAuthorizer
 from cargohold.services.content import Content
 from cargohold.services.gc import GarbageCollector
 from cargohold.services.iam import Iam
-from cargohold.services.identity import AccountAuthorizer, Authorizer, Identity
+from cargohold.services.identity import Authorizer, Identity
 from cargohold.services.images import Images
 from cargohold.services.lifecycle import Lifecycle
 from cargohold.services.policies import Policies
@@ -68,11 +70,12 @@ def build_services(config: Config, *, run_migrations: bool = True,
     blobs = FilesystemBlobStore(data)
     box = SecretBox(load_or_create_master_key(data, config.secret_key))
     identity = Identity(meta, box, config.account_id, clock)
-    authorizer = AccountAuthorizer()
+    iam_store = IamStore(meta)
+    audit = AuditLog(iam_store, enabled=config.audit)
+    authorizer = PolicyAuthorizer(iam_store, config.account_id, audit, clock)
     repositories = Repositories(meta, authorizer, config.account_id, config.region,
                                 config.create_on_push, clock, box)
     content = Content(meta, blobs, repositories)
-    iam_store = IamStore(meta)
     return Services(config, meta, blobs, box, identity, authorizer, repositories,
                     Uploads(meta, blobs, repositories), content, RepositoryAdmin(repositories),
                     Images(meta, repositories, content), Iam(iam_store, identity, authorizer),
@@ -148,12 +151,13 @@ class CargoholdApp:
     def __init__(self, services: Services) -> None:
         self.services = services
         cfg = services.config
+        contexts = ContextFactory(cfg.endpoint_id, cfg.trusted_proxies)
         self.oci = OciApi(services.identity, services.content, services.uploads,
-                          service=cfg.public_host, max_page=cfg.max_tags_page * 10)
+                          service=cfg.public_host, max_page=cfg.max_tags_page * 10, contexts=contexts)
         self.metrics = Metrics()
         self.jobs = BackgroundJobs(services)
-        self.ecr = EcrApi(services.identity, cfg.region, cfg.account_id, services.identity.clock)
-        self.iam = IamApi(services.identity, services.iam, cfg.region, services.identity.clock)
+        self.ecr = EcrApi(services.identity, cfg.region, cfg.account_id, services.identity.clock, contexts)
+        self.iam = IamApi(services.identity, services.iam, cfg.region, services.identity.clock, contexts)
         EcrPolicyOperations(self.ecr, services.policies, services.lifecycle)
         EcrOperations(self.ecr, services.identity, services.admin, services.images, services.uploads,
                       cfg.public_host, "https" if cfg.tls_enabled else "http")
@@ -212,6 +216,9 @@ class CargoholdApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.jobs.stop()
+                authorizer = self.services.authorizer
+                if isinstance(authorizer, PolicyAuthorizer):
+                    authorizer.audit.flush()
                 self.services.meta.engine.dispose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

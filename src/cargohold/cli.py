@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import sys
 from pathlib import Path
@@ -43,12 +44,17 @@ def serve(
     tls_self_signed: Annotated[bool | None, typer.Option(
         "--tls-self-signed/--no-tls-self-signed", help="Generate a CA and certificate into the data dir.")] = None,
     tls_name: Annotated[list[str] | None, typer.Option(help="Extra certificate name or address (repeatable).")] = None,
+    endpoint: Annotated[list[str] | None, typer.Option(
+        help="Extra listener as a private endpoint, HOST:PORT=vpce-id (repeatable).")] = None,
+    trusted_proxy: Annotated[list[str] | None, typer.Option(
+        help="CIDR of a proxy whose X-Forwarded-For is trusted (repeatable).")] = None,
 ) -> None:
     """Run the registry: /v2 (OCI), the ECR API, /healthz and /metrics on one port."""
     cfg = _config(config, host=host, port=port, data_dir=data_dir, workers=workers,
                   database_url=database_url, account_id=account_id, region=region,
                   registry_host=registry_host, tls_cert=tls_cert, tls_key=tls_key,
-                  tls_self_signed=tls_self_signed, tls_names=tls_name)
+                  tls_self_signed=tls_self_signed, tls_names=tls_name, endpoints=endpoint,
+                  trusted_proxies=trusted_proxy)
     logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     from cargohold.app import build_services
     from cargohold.services.identity import CREDENTIALS_FILE
@@ -88,12 +94,40 @@ def serve(
                   f"sudo cp {ca} /etc/docker/certs.d/{cfg.public_host}/ca.crt\n")
     out.flush()
 
+    listeners = [(cfg.host, cfg.port, cfg.endpoint_id)]
+    for spec in cfg.endpoints:
+        address, _, endpoint_id = spec.partition("=")
+        host_part, _, port_part = address.rpartition(":")
+        if not host_part or not port_part.isdigit():
+            typer.echo(f"cargohold: --endpoint wants HOST:PORT=ENDPOINT_ID, got {spec!r}", err=True)
+            raise typer.Exit(2)
+        listeners.append((host_part.strip("[]"), int(port_part), endpoint_id))
+        out.write(f"private endpoint {endpoint_id or '(unnamed)'} on {address}\n")
+    out.flush()
+    children = []
+    for host_, port_, endpoint_id in listeners[1:]:
+        child = multiprocessing.get_context("spawn").Process(
+            target=_serve_listener, args=(cfg, host_, port_, endpoint_id, ssl_cert, ssl_key), daemon=False)
+        child.start()
+        children.append(child)
+    try:
+        _serve_listener(cfg, cfg.host, cfg.port, cfg.endpoint_id, ssl_cert, ssl_key)
+    finally:
+        for child in children:
+            child.terminate()
+            child.join(10)
+
+
+def _serve_listener(cfg: Config, host: str, port: int, endpoint_id: str, ssl_cert: Path | None,
+                    ssl_key: Path | None) -> None:
+    """One Granian server; its workers rebuild the config from CARGOHOLD_* (endpoint id included)."""
     os.environ.update(to_environ(cfg))
+    os.environ["CARGOHOLD_ENDPOINT_ID"] = endpoint_id
     from granian import Granian
     from granian.constants import Interfaces, SSLProtocols
 
     Granian(
-        "cargohold.app:worker_app", factory=True, address=cfg.host, port=cfg.port,
+        "cargohold.app:worker_app", factory=True, address=host, port=port,
         interface=Interfaces.ASGI, workers=max(cfg.workers, 1),
         ssl_cert=ssl_cert, ssl_key=ssl_key, ssl_protocol_min=SSLProtocols.tls12,
         log_enabled=True, respawn_failed_workers=True,

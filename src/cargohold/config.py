@@ -35,6 +35,10 @@ class Config:
     gc_interval: int = 3600  # seconds between background collections (0: never)
     upload_max_age: int = 86400  # seconds before an abandoned upload session is purged
     lifecycle_interval: int = 3600  # seconds between background lifecycle runs (0: never)
+    endpoint_id: str = ""  # this listener's private endpoint id (aws:SourceVpce), e.g. vpce-0a1b2c3d
+    endpoints: list[str] = field(default_factory=list)  # extra listeners "HOST:PORT=vpce-id"
+    trusted_proxies: list[str] = field(default_factory=list)  # CIDRs whose X-Forwarded-For is believed
+    audit: bool = True  # record every authorization decision in the audit trail
 
     @property
     def data_path(self) -> Path:

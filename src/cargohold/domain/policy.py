@@ -215,6 +215,10 @@ def _statement(raw: object, index: int, *, resource_policy: bool, variables: boo
                           f"(the principal is the identity the policy is attached to)")
     if resource_policy and principal_key is None:
         raise PolicyError(f"{where}: a resource policy statement must contain Principal or NotPrincipal")
+    if principal_key == "NotPrincipal" and effect != "Deny":
+        # AWS: "NotPrincipal must be used with "Effect":"Deny". Using it with "Effect":"Allow" is not supported."
+        raise PolicyError(f'{where}: NotPrincipal must be used with "Effect": "Deny"; with "Allow" it is not '
+                          f'supported (use Principal with a condition on aws:PrincipalArn instead)')
     principals = _principals(raw["Principal"], "Principal", where) if principal_key == "Principal" else None
     not_principals = (_principals(raw["NotPrincipal"], "NotPrincipal", where)
                       if principal_key == "NotPrincipal" else None)
@@ -347,15 +351,29 @@ def principal_match(principals: Principals, facts: RequestFacts, *, is_account_r
     return best
 
 
+def _exempt(not_principals: Principals, facts: RequestFacts, is_account_root: bool) -> bool:
+    """Is the caller spared by a NotPrincipal list? AWS: "When you use NotPrincipal, you must also specify
+    the account ARN of the not-denied principal. Otherwise, the policy might deny access to the entire
+    account containing the principal ... AWS might validate the account first, and then the user." So every
+    identity AWS may check must be listed: the account (id or root ARN) and, unless the caller is the root,
+    the caller's own ARN. "*" spares everyone; a service principal is spared by its own name."""
+    levels: set[PrincipalMatch | None] = set()
+    for kind, entries in not_principals.items():
+        for entry in entries:
+            if kind == "*" or entry == "*":
+                return True
+            levels.add(_entry_match(kind, entry, facts, is_account_root))
+    if "service" in levels:
+        return True
+    # For the root an account entry matches as "principal"; for anyone else "principal" is their own ARN.
+    return "principal" in levels and (is_account_root or "account" in levels)
+
+
 def _statement_principal(st: Statement, facts: RequestFacts, is_account_root: bool) -> PrincipalMatch | None:
     if st.principals is not None:
         return principal_match(st.principals, facts, is_account_root=is_account_root)
-    if st.not_principals is not None:
-        # NotPrincipal applies to every principal that the list does not name; a listed account covers all
-        # of its principals. AWS adds that with Deny the account must be listed along with its user for the
-        # user to be exempt; here a listed user ARN alone exempts that user.
-        excluded = principal_match(st.not_principals, facts, is_account_root=is_account_root)
-        return None if excluded else "principal"
+    if st.not_principals is not None:  # always a Deny: parse_policy rejects NotPrincipal with Allow
+        return None if _exempt(st.not_principals, facts, is_account_root) else "principal"
     return "principal"  # identity-based statement: the caller
 
 

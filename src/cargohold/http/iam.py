@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from cargohold.errors import Kind, RegistryError
 from cargohold.http.bodies import read_limited
+from cargohold.http.context import ContextFactory
 from cargohold.http.ecr.model import service_model
 from cargohold.http.ecr.sigv4 import parse_authorization, verify
 from cargohold.http.query import parse_input, render_error, render_output
@@ -62,7 +63,9 @@ def _page(items: list[Any], limit: int, key: Callable[[Any], str]) -> tuple[list
 
 
 class IamApi:
-    def __init__(self, identity: Identity, iam: Iam, region: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, identity: Identity, iam: Iam, region: str, clock: Callable[[], float] = time.time,
+                 contexts: ContextFactory | None = None) -> None:
+        self.contexts = contexts or ContextFactory()
         self.identity = identity
         self.iam = iam
         self.region = region
@@ -105,9 +108,7 @@ class IamApi:
                 raise RegistryError(Kind.UNKNOWN_OPERATION, f"Could not find operation {action[:80]}")
             op_model = model.operation_model(action)
             parsed = parse_input(op_model, params)
-            client = request.client
-            ctx = RequestContext(source_ip=client.host if client else "",
-                                 secure_transport=request.url.scheme == "https")
+            ctx = self.contexts(request, request_id)
             result = await to_thread.run_sync(op, principal, ctx, parsed)
             return Response(render_output(op_model, namespace, result or {}, request_id), media_type="text/xml")
         except RegistryError as err:

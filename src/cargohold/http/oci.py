@@ -23,9 +23,10 @@ from cargohold.domain.manifests import MAX_MANIFEST_BYTES, OCI_INDEX
 from cargohold.domain.names import check_repository_name
 from cargohold.errors import Kind, RegistryError
 from cargohold.http.bodies import read_limited
+from cargohold.http.context import ContextFactory
 from cargohold.http.errors import challenges, oci_error
 from cargohold.services.content import Content
-from cargohold.services.identity import Identity, RequestContext
+from cargohold.services.identity import Identity
 from cargohold.services.repositories import Caller
 from cargohold.services.uploads import Uploads, range_headers
 
@@ -124,7 +125,8 @@ class FileSend(Response):
 
 class OciApi:
     def __init__(self, identity: Identity, content: Content, uploads: Uploads, service: str,
-                 max_page: int = MAX_PAGE) -> None:
+                 max_page: int = MAX_PAGE, contexts: ContextFactory | None = None) -> None:
+        self.contexts = contexts or ContextFactory()
         self.identity = identity
         self.content = content
         self.uploads = uploads
@@ -138,15 +140,9 @@ class OciApi:
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    @staticmethod
-    def context(request: Request) -> RequestContext:
-        client = request.client
-        return RequestContext(source_ip=client.host if client else "",
-                              secure_transport=request.url.scheme == "https")
-
     def _caller(self, request: Request) -> Caller:
         principal = self.identity.authenticate_header(request.headers.get("authorization"))
-        return Caller(principal, self.context(request))
+        return Caller(principal, self.contexts(request))
 
     async def caller(self, request: Request) -> Caller:
         return await to_thread.run_sync(self._caller, request)

@@ -142,9 +142,14 @@ class PolicyAuthorizer:
             endpoint_id=context.endpoint_id, allowed=decision.allowed, reason=decision.reason,
             policy=decision.policy, statement=decision.statement))
         if not decision.allowed:
-            explicit = " with an explicit deny in a " + (decision.policy or "policy") \
-                if decision.reason == "explicit_deny" else ""
-            raise RegistryError(Kind.DENIED, denied_message(principal, action, resource) + explicit)
+            # AWS's wording: which kind of policy denied, or that nothing allowed.
+            if decision.reason == "explicit_deny":
+                where = "resource-based" if decision.policy in ("repository policy", "registry policy") \
+                    else "identity-based"
+                why = f" with an explicit deny in a {where} policy"
+            else:
+                why = f" because no identity-based policy allows the {action} action"
+            raise RegistryError(Kind.DENIED, denied_message(principal, action, resource) + why)
 
 
 def _arn_account(arn: str) -> str | None:

@@ -15,10 +15,11 @@ from starlette.responses import Response
 
 from cargohold.errors import Kind, RegistryError
 from cargohold.http.bodies import read_limited
+from cargohold.http.context import ContextFactory
 from cargohold.http.ecr import model
 from cargohold.http.ecr.sigv4 import verify
 from cargohold.http.errors import ECR_ERROR_TYPE, ecr_error
-from cargohold.services.identity import Identity, RequestContext
+from cargohold.services.identity import Identity
 from cargohold.services.repositories import Caller
 
 log = logging.getLogger("cargohold.ecr")
@@ -29,7 +30,8 @@ Handler = Callable[[Caller, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 class EcrApi:
     def __init__(self, identity: Identity, region: str, account_id: str,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, contexts: ContextFactory | None = None) -> None:
+        self.contexts = contexts or ContextFactory()
         self.identity = identity
         self.region = region
         self.account_id = account_id
@@ -51,10 +53,7 @@ class EcrApi:
         found = self.identity.principal_for_key(signed.access_key_id)
         if found is None:
             raise RegistryError(Kind.UNRECOGNIZED_CLIENT, "The security token included in the request is invalid.")
-        client = request.client
-        context = RequestContext(source_ip=client.host if client else "",
-                                 secure_transport=request.url.scheme == "https")
-        return Caller(found[0], context)
+        return Caller(found[0], self.contexts(request))
 
     async def handle(self, request: Request) -> Response:
         request_id = str(uuid.uuid4())
