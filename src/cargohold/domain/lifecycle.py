@@ -376,14 +376,15 @@ def select_expired(policy: LifecyclePolicy, images: Sequence[ImageFacts], now: d
     """
     if len({image.digest for image in images}) != len(images):
         raise ValueError("select_expired: image digests must be unique")
+    rules = sorted(policy.rules, key=lambda rule: rule.priority)  # parse_lifecycle_policy already sorts them
     owner: dict[str, int] = {}  # digest -> priority of the first rule whose tag filter matches the image
     for image in images:
-        for rule in policy.rules:
+        for rule in rules:
             if rule.matches(image.tags):
                 owner[image.digest] = rule.priority
                 break
     expired: list[Expiry] = []
-    for rule in policy.rules:
+    for rule in rules:
         matching = [image for image in images if rule.matches(image.tags)]
         for image in _marked(rule, matching, now):
             if owner[image.digest] == rule.priority:

@@ -11,7 +11,9 @@ account, an Allow from an identity policy, or from a resource policy that names 
 suffices; a resource policy that names only the principal's *account* delegates to that account, whose
 identity policies must then allow (AWS: "This delegates authority to the account"). Across accounts both
 sides must allow: an identity-policy Allow in the caller's account and a resource-policy Allow naming the
-caller or its account. The account root needs no identity policy in its own account.
+caller or its account. The account root needs no identity policy in its own account. A resource policy
+naming a service principal (e.g. "codebuild.amazonaws.com") grants that service by itself. NotPrincipal is
+Deny-only, as AWS now requires, and spares a principal only when its account is listed too.
 """
 
 from __future__ import annotations
