@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shutil
 import signal
@@ -37,6 +38,7 @@ class ServerProcess:
     key_id: str = ROOT_KEY_ID
     secret: str = ROOT_SECRET
     scheme: str = "http"
+    wrapper: list[str] = field(default_factory=list)  # runs the server under it, e.g. ip netns exec NS
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
@@ -66,12 +68,12 @@ class ServerProcess:
                     "CARGOHOLD_LOG_LEVEL": "warning"})
         env.update(self.env)
         self.log_path = self.data_dir / "server.log"
-        log = open(self.log_path, "ab")
-        cmd = [sys.executable, "-m", "cargohold", "serve", "--host", self.host, "--port", str(self.port),
-               "--data-dir", str(self.data_dir), "--workers", str(self.workers), *self.extra_args]
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True)
-        log.close()
+        cmd = [*self.wrapper, sys.executable, "-m", "cargohold", "serve", "--host", self.host,
+               "--port", str(self.port), "--data-dir", str(self.data_dir), "--workers", str(self.workers),
+               *self.extra_args]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                         start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -93,10 +95,8 @@ class ServerProcess:
         if self.proc is None:
             return
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                pass
             try:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
