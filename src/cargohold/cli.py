@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -95,6 +96,7 @@ def serve(
     out.flush()
 
     listeners = [(cfg.host, cfg.port, cfg.endpoint_id)]
+    _check_free(cfg.host, cfg.port)
     for spec in cfg.endpoints:
         address, _, endpoint_id = spec.partition("=")
         host_part, _, port_part = address.rpartition(":")
@@ -102,6 +104,7 @@ def serve(
             typer.echo(f"cargohold: --endpoint wants HOST:PORT=ENDPOINT_ID, got {spec!r}", err=True)
             raise typer.Exit(2)
         listeners.append((host_part.strip("[]"), int(port_part), endpoint_id))
+        _check_free(host_part.strip("[]"), int(port_part))
         out.write(f"private endpoint {endpoint_id or '(unnamed)'} on {address}\n")
     out.flush()
     children = []
@@ -116,6 +119,17 @@ def serve(
         for child in children:
             child.terminate()
             child.join(10)
+
+
+def _check_free(host: str, port: int) -> None:
+    """Refuse a port already in use: the server binds with SO_REUSEPORT, which would silently share it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            typer.echo(f"cargohold: cannot listen on {host}:{port}: {exc.strerror}", err=True)
+            raise typer.Exit(2) from None
 
 
 def _serve_listener(cfg: Config, host: str, port: int, endpoint_id: str, ssl_cert: Path | None,

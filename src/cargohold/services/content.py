@@ -132,11 +132,10 @@ class Content:
         return self.meta.list_tags(repo.id, last, n) if n > 0 else []
 
     def catalog(self, caller: Caller, last: str | None, n: int) -> list[str]:
-        self.repos.authorizer.authorize(caller.principal, "ecr:DescribeRepositories",
-                                        self.repos.arn("*"), caller.context)
+        self.repos.authorize(caller, "ecr:DescribeRepositories", "*")
         if n <= 0:
             return []
-        return [r.name for r in self.meta.list_repositories(self.repos.account_id, last, n)]
+        return [r.name for r in self.meta.list_repositories(self.repos.registry_of(caller), last, n)]
 
     def referrers(self, caller: Caller, name: str, digest: str,
                   artifact_type: str | None) -> dict[str, Any]:
@@ -165,11 +164,10 @@ class Content:
         """Resolve a signed download grant (from GetDownloadUrlForLayer) to a blob."""
         box = self.repos.box
         payload = box.verify(grant) if box is not None else None
-        if (payload is None or not isinstance(payload.get("e"), int) or payload["e"] < self.repos.clock()
-                or payload.get("a") != self.repos.account_id):
+        if payload is None or not isinstance(payload.get("e"), int) or payload["e"] < self.repos.clock():
             raise RegistryError(Kind.DENIED, "the download URL is invalid or has expired")
-        name, digest = str(payload.get("r")), str(payload.get("d"))
-        repo = self.meta.get_repository(self.repos.account_id, name)
+        account, name, digest = str(payload.get("a")), str(payload.get("r")), str(payload.get("d"))
+        repo = self.meta.get_repository(account, name)
         size = self.meta.repository_blob_size(repo.id, digest) if repo else None
         if size is None:
             raise RegistryError(Kind.BLOB_UNKNOWN, f"blob {digest} is not in repository '{name}'")

@@ -18,6 +18,7 @@ from cargohold.storage.meta.store import MetadataStore, Repository
 class Caller:
     principal: Principal
     context: RequestContext
+    registry_id: str = ""  # the account whose registry is addressed; empty: the server's home account
 
 
 class Repositories:
@@ -35,21 +36,31 @@ class Repositories:
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
 
+    def registry_of(self, caller: Caller) -> str:
+        return caller.registry_id or self.account_id
+
     def arn(self, name: str, account_id: str | None = None) -> str:
         return f"arn:aws:ecr:{self.region}:{account_id or self.account_id}:repository/{name}"
 
     def authorize(self, caller: Caller, action: str, name: str, repo: Repository | None = None) -> None:
-        facts = None
+        registry = self.registry_of(caller)
+        facts = ResourceFacts(account_id=registry)
         if repo is not None:
             facts = ResourceFacts(policy=repo.policy, account_id=repo.account_id,
                                   tags=tuple((t["Key"], t["Value"]) for t in repo.resource_tags))
-        self.authorizer.authorize(caller.principal, action, self.arn(name), caller.context, facts)
+        try:
+            self.authorizer.authorize(caller.principal, action, self.arn(name, registry), caller.context, facts)
+        except RegistryError as err:
+            # Another account's repositories: a refusal looks exactly like a repository that does not exist.
+            if err.kind is Kind.DENIED and registry != caller.principal.account_id:
+                raise self.not_found(name, registry) from None
+            raise
 
-    def not_found(self, name: str) -> RegistryError:
+    def not_found(self, name: str, registry: str | None = None) -> RegistryError:
         return RegistryError(
             Kind.NAME_UNKNOWN,
             f"The repository with name '{name}' does not exist in the registry with id "
-            f"'{self.account_id}'")
+            f"'{registry or self.account_id}'")
 
     def resolve(self, caller: Caller, name: str, action: str, *, create: bool = False) -> Repository:
         """Validate the name, authorize the action on its ARN, then find (or create) it.
@@ -58,13 +69,14 @@ class Repositories:
         about existence. The repository's own policy takes part when it exists.
         """
         check_repository_name(name)
-        repo = self.meta.get_repository(self.account_id, name)
+        registry = self.registry_of(caller)
+        repo = self.meta.get_repository(registry, name)
         self.authorize(caller, action, name, repo)
         if repo is None:
             if not (create and self.create_on_push):
-                raise self.not_found(name)
+                raise self.not_found(name, registry)
             self.authorize(caller, "ecr:CreateRepository", name)
-            repo = self.meta.create_repository(self.account_id, name, self.now_ms(), exist_ok=True)
+            repo = self.meta.create_repository(registry, name, self.now_ms(), exist_ok=True)
         return repo
 
 
@@ -125,7 +137,7 @@ class RepositoryAdmin:
                                 "Invalid parameter at 'encryptionConfiguration' failed to satisfy constraint: "
                                 "'kmsKey can be specified only when encryptionType is KMS or KMS_DSSE'")
         return self.meta.create_repository(
-            self.repos.account_id, name, self.repos.now_ms(), tag_mutability=mutability,
+            self.repos.registry_of(caller), name, self.repos.now_ms(), tag_mutability=mutability,
             mutability_exclusions=exclusions or None, scan_on_push=scan_on_push, encryption=encryption,
             resource_tags=check_resource_tags(tags or []))
 
@@ -136,16 +148,16 @@ class RepositoryAdmin:
             for name in dict.fromkeys(names):
                 out.append(self._get(caller, name, "ecr:DescribeRepositories"))
             return sorted(out, key=lambda r: r.name)
-        self.repos.authorizer.authorize(caller.principal, "ecr:DescribeRepositories", self.repos.arn("*"),
-                                        caller.context)
-        return self.meta.list_repositories(self.repos.account_id, after, limit)
+        registry = self.repos.registry_of(caller)
+        self.repos.authorize(caller, "ecr:DescribeRepositories", "*")
+        return self.meta.list_repositories(registry, after, limit)
 
     def delete(self, caller: Caller, name: str, force: bool) -> Repository:
         repo = self._get(caller, name, "ecr:DeleteRepository")
         if not force and self.meta.repository_image_count(repo.id) > 0:
             raise RegistryError(
                 Kind.REPOSITORY_NOT_EMPTY,
-                f"The repository with name '{name}' in registry with id '{self.repos.account_id}' cannot "
+                f"The repository with name '{name}' in registry with id '{repo.account_id}' cannot "
                 f"be deleted because it still contains images")
         self.meta.delete_repository(repo.id)
         return repo
@@ -164,28 +176,27 @@ class RepositoryAdmin:
 
     # -- resource tags, addressed by ARN --------------------------------------------------------
 
-    def name_from_arn(self, arn: str) -> str:
+    def from_arn(self, caller: Caller, arn: str) -> tuple[Caller, str]:
+        """The caller addressed at the ARN's registry, and the repository name."""
         prefix = f"arn:aws:ecr:{self.repos.region}:"
-        if not arn.startswith(prefix) or ":repository/" not in arn:
+        account, _, name = arn[len(prefix):].partition(":repository/")
+        if not arn.startswith(prefix) or not name or not (len(account) == 12 and account.isdigit()):
             raise RegistryError(Kind.INVALID_PARAMETER,
                                 "Invalid parameter at 'resourceArn' failed to satisfy constraint: "
                                 "'Must be a valid repository ARN'")
-        account, _, name = arn[len(prefix):].partition(":repository/")
-        if account != self.repos.account_id:
-            raise self.repos.not_found(name)
-        return name
+        return Caller(caller.principal, caller.context, account), name
 
     def list_tags(self, caller: Caller, arn: str) -> list[dict[str, str]]:
-        return self._get(caller, self.name_from_arn(arn), "ecr:ListTagsForResource").resource_tags
+        return self._get(*self.from_arn(caller, arn), "ecr:ListTagsForResource").resource_tags
 
     def tag(self, caller: Caller, arn: str, tags: list[dict[str, str]]) -> None:
-        repo = self._get(caller, self.name_from_arn(arn), "ecr:TagResource")
+        repo = self._get(*self.from_arn(caller, arn), "ecr:TagResource")
         merged = {t["Key"]: t["Value"] for t in repo.resource_tags}
         merged.update({t["Key"]: t["Value"] for t in check_resource_tags(tags)})
         self.meta.update_repository(repo.id, resource_tags=check_resource_tags(
             [{"Key": k, "Value": v} for k, v in merged.items()]))
 
     def untag(self, caller: Caller, arn: str, keys: list[str]) -> None:
-        repo = self._get(caller, self.name_from_arn(arn), "ecr:UntagResource")
+        repo = self._get(*self.from_arn(caller, arn), "ecr:UntagResource")
         self.meta.update_repository(repo.id, resource_tags=[
             t for t in repo.resource_tags if t["Key"] not in set(keys)])
