@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -194,6 +195,145 @@ def gc(
                f"{report.links_dropped} repository links, purged {report.uploads_purged} abandoned uploads "
                f"and {report.stray_files_deleted} stray files, restored {report.restored}, in "
                f"{report.seconds:.2f} s. Now stored: {blobs} blobs, {_human(stored)}.")
+    services.meta.engine.dispose()
+
+
+account_app = typer.Typer(help="Accounts (each with its own root key, users and repositories).",
+                          no_args_is_help=True)
+app.add_typer(account_app, name="account")
+
+
+@account_app.command("create")
+def account_create(
+    account_id: Annotated[str, typer.Argument(help="12-digit account id.")],
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Create another account and print its root access key (once)."""
+    if not (len(account_id) == 12 and account_id.isdigit()):
+        typer.echo("cargohold: an account id is 12 digits", err=True)
+        raise typer.Exit(2)
+    services = _services(config, data_dir)
+    created = services.identity.ensure_root_credentials(services.config.data_path, None, None, account_id)
+    if created is None:
+        typer.echo(f"account {account_id} already exists")
+        raise typer.Exit(1)
+    typer.echo(f"account {account_id} created\naws_access_key_id     = {created[0]}\n"
+               f"aws_secret_access_key = {created[1]}")
+    services.meta.engine.dispose()
+
+
+iam_app = typer.Typer(help="Users, access keys and policies (the IAM API's essentials, for bootstrapping).",
+                      no_args_is_help=True)
+app.add_typer(iam_app, name="iam")
+AccountOpt = Annotated[str | None, typer.Option("--account", help="Account id (default: the home account).")]
+
+
+def _iam(config: str | None, data_dir: str | None, account: str | None) -> tuple[Any, Any, Any]:
+    from cargohold.services.identity import Principal, RequestContext, root_arn
+    services = _services(config, data_dir)
+    acct = account or services.config.account_id
+    root = Principal(root_arn(acct), acct, "root", "root", acct, "cli")
+    return services, root, RequestContext(source_ip="cli")
+
+
+def _iam_call(fn: Any) -> Any:
+    from cargohold.errors import RegistryError
+    try:
+        return fn()
+    except RegistryError as err:
+        typer.echo(f"cargohold: {err.row.iam_code}: {err.message}", err=True)
+        raise typer.Exit(1) from None
+
+
+@iam_app.command("create-user")
+def iam_create_user(name: str, data_dir: DataDirOpt = None, config: ConfigOpt = None,
+                    account: AccountOpt = None) -> None:
+    """Create a user."""
+    services, root, ctx = _iam(config, data_dir, account)
+    user = _iam_call(lambda: services.iam.create_user(root, ctx, name))
+    typer.echo(user.arn)
+
+
+@iam_app.command("list-users")
+def iam_list_users(data_dir: DataDirOpt = None, config: ConfigOpt = None, account: AccountOpt = None) -> None:
+    """List users."""
+    services, root, ctx = _iam(config, data_dir, account)
+    for user in _iam_call(lambda: services.iam.list_users(root, ctx, "/", None, 1000)):
+        typer.echo(f"{user.name}\t{user.arn}")
+
+
+@iam_app.command("create-access-key")
+def iam_create_access_key(user: str, data_dir: DataDirOpt = None, config: ConfigOpt = None,
+                          account: AccountOpt = None) -> None:
+    """Create an access key for a user and print it (the secret is shown only now)."""
+    services, root, ctx = _iam(config, data_dir, account)
+    new = _iam_call(lambda: services.iam.create_access_key(root, ctx, user))
+    typer.echo(f"aws_access_key_id     = {new.key.key_id}\naws_secret_access_key = {new.secret}")
+
+
+@iam_app.command("update-access-key")
+def iam_update_access_key(user: str, key_id: str,
+                          status: Annotated[str, typer.Option(help="Active or Inactive.")] = "Inactive",
+                          data_dir: DataDirOpt = None, config: ConfigOpt = None, account: AccountOpt = None) -> None:
+    """Activate or deactivate an access key (takes effect on the next request)."""
+    if status not in ("Active", "Inactive"):
+        typer.echo("cargohold: --status is Active or Inactive", err=True)
+        raise typer.Exit(2)
+    services, root, ctx = _iam(config, data_dir, account)
+    _iam_call(lambda: services.iam.update_access_key(root, ctx, user, key_id, status))
+    typer.echo(f"{key_id}: {status}")
+
+
+@iam_app.command("put-user-policy")
+def iam_put_user_policy(user: str, policy_name: str,
+                        document: Annotated[Path, typer.Argument(help="JSON policy document file.")],
+                        data_dir: DataDirOpt = None, config: ConfigOpt = None, account: AccountOpt = None) -> None:
+    """Attach an inline policy to a user."""
+    services, root, ctx = _iam(config, data_dir, account)
+    text = document.read_text()
+    _iam_call(lambda: services.iam.put_inline(root, ctx, "user", user, policy_name, text))
+    typer.echo(f"{policy_name} put on {user}")
+
+
+@iam_app.command("delete-user-policy")
+def iam_delete_user_policy(user: str, policy_name: str, data_dir: DataDirOpt = None, config: ConfigOpt = None,
+                           account: AccountOpt = None) -> None:
+    """Remove an inline policy from a user."""
+    services, root, ctx = _iam(config, data_dir, account)
+    _iam_call(lambda: services.iam.delete_inline(root, ctx, "user", user, policy_name))
+    typer.echo(f"{policy_name} removed from {user}")
+
+
+@app.command()
+def audit(
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    principal: Annotated[str | None, typer.Option(help="Only this principal ARN.")] = None,
+    action: Annotated[str | None, typer.Option(help="Only this action, e.g. ecr:PutImage.")] = None,
+    denied: Annotated[bool, typer.Option("--denied", help="Only refused requests.")] = False,
+    since: Annotated[int | None, typer.Option(help="Only the last N minutes.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many events, newest first.")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+) -> None:
+    """List authorization decisions from the audit trail (like CloudTrail)."""
+    import datetime
+    import json as jsonlib
+
+    from cargohold.storage.meta.iam import IamStore
+    services = _services(config, data_dir)
+    cutoff = int((time.time() - since * 60) * 1000) if since else None
+    events = IamStore(services.meta).events(since=cutoff, principal=principal, action=action,
+                                            allowed=False if denied else None, limit=limit)
+    for e in events:
+        when = datetime.datetime.fromtimestamp(e.at / 1000, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if as_json:
+            typer.echo(jsonlib.dumps({**e.__dict__, "time": when}))
+        else:
+            verdict = "ALLOW" if e.allowed else "DENY "
+            source = e.source_ip + (f" via {e.endpoint_id}" if e.endpoint_id else "")
+            by = f" [{e.policy}{' ' + e.statement if e.statement else ''}]" if e.policy else f" [{e.reason}]"
+            typer.echo(f"{when} {verdict} {e.principal_arn} {e.action} {e.resource} from {source}{by}")
     services.meta.engine.dispose()
 
 

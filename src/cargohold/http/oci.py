@@ -55,6 +55,12 @@ _ALLOWED = {
 MAX_PAGE = 10_000
 
 
+def registry_from_host(host: str) -> str:
+    """ECR-style addressing: a Host of <12-digit account>.<anything> names that account's registry."""
+    label = host.split(".", 1)[0]
+    return label if "." in host and len(label) == 12 and label.isdigit() else ""
+
+
 def match_route(path: str) -> tuple[str, dict[str, str]]:
     if path in ("/v2", "/v2/"):
         return "base", {}
@@ -142,7 +148,7 @@ class OciApi:
 
     def _caller(self, request: Request) -> Caller:
         principal = self.identity.authenticate_header(request.headers.get("authorization"))
-        return Caller(principal, self.contexts(request))
+        return Caller(principal, self.contexts(request), registry_from_host(request.headers.get("host", "")))
 
     async def caller(self, request: Request) -> Caller:
         return await to_thread.run_sync(self._caller, request)

@@ -89,8 +89,8 @@ class PolicyAuthorizer:
         self.audit = audit
         self.clock = clock
 
-    def registry_policy(self) -> str | None:
-        return self.store.meta.get_setting(f"{REGISTRY_POLICY_KEY}:{self.account_id}")
+    def registry_policy(self, account_id: str) -> str | None:
+        return self.store.meta.get_setting(f"{REGISTRY_POLICY_KEY}:{account_id}")
 
     def decide(self, principal: Principal, action: str, resource: str, context: RequestContext,
                facts: ResourceFacts | None = None) -> Decision:
@@ -107,7 +107,7 @@ class PolicyAuthorizer:
             if parsed is not None:
                 resource_policies.append(("repository policy", parsed))
         if action.startswith("ecr:"):
-            registry_text = self.registry_policy()
+            registry_text = self.registry_policy(facts.account_id or _arn_account(resource) or self.account_id)
             if registry_text:
                 parsed = parse_or_none(registry_text, True)
                 if parsed is not None:

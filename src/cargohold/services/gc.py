@@ -112,8 +112,12 @@ class GarbageCollector:
     def _strays(self, now: float) -> int:
         """Files with no metadata row, left by crashes: staging files and blob files past the grace window."""
         deleted = 0
+        # Files first, rows second: a session's row is written before its file, so a file listed
+        # here whose row is missing afterwards really has none (reading the rows first would miss
+        # a session started in between, whatever the grace window).
+        staged = list(self.blobs.list_uploads())
         known = self.meta.upload_ids()
-        for upload_id in list(self.blobs.list_uploads()):
+        for upload_id in staged:
             mtime = self.blobs.upload_mtime(upload_id)
             if upload_id not in known and mtime is not None and mtime < now - self.grace_seconds:
                 self.blobs.abort(upload_id)

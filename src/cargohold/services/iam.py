@@ -1,4 +1,4 @@
-"""IAM use cases: users, access keys, groups, inline and managed policies (one account per server)."""
+"""IAM use cases: users, access keys, groups, inline and managed policies, within the caller's account."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import string
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cargohold.domain.policy import PolicyError, parse_policy
 from cargohold.errors import Kind, RegistryError
 from cargohold.services.identity import Authorizer, Identity, Principal, RequestContext
 from cargohold.services.secrets import new_access_key_id, new_secret_access_key
@@ -33,21 +34,19 @@ class NewKey:
 PolicyValidator = Callable[[str], None]
 
 
-def _json_only(document: str) -> None:
-    import json
+def check_identity_policy(document: str) -> None:
     try:
-        json.loads(document)
-    except ValueError:
-        raise RegistryError(Kind.MALFORMED_POLICY, "Syntax errors in policy.") from None
+        parse_policy(document, resource_policy=False)
+    except PolicyError as err:
+        raise RegistryError(Kind.MALFORMED_POLICY, str(err)) from None
 
 
 class Iam:
     def __init__(self, store: IamStore, identity: Identity, authorizer: Authorizer,
-                 validate_policy: PolicyValidator = _json_only) -> None:
+                 validate_policy: PolicyValidator = check_identity_policy) -> None:
         self.store = store
         self.identity = identity
         self.authorizer = authorizer
-        self.account_id = identity.account_id
         self.validate_policy = validate_policy
 
     def _now(self) -> int:
@@ -56,16 +55,17 @@ class Iam:
     def _authorize(self, principal: Principal, context: RequestContext, action: str, resource: str) -> None:
         self.authorizer.authorize(principal, action, resource, context)
 
-    def user_arn(self, name: str, path: str = "/") -> str:
-        return f"arn:aws:iam::{self.account_id}:user{path}{name}"
+    @staticmethod
+    def user_arn(account: str, name: str, path: str = "/") -> str:
+        return f"arn:aws:iam::{account}:user{path}{name}"
 
     def _check_name(self, name: str, what: str = "userName") -> None:
         if not _NAME_RE.fullmatch(name):
             raise RegistryError(Kind.VALIDATION, f"1 validation error detected: Value '{name[:80]}' at '{what}' failed "
                                 "to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]+")
 
-    def _user(self, name: str) -> UserRow:
-        user = self.store.get_user(self.account_id, name)
+    def _user(self, account: str, name: str) -> UserRow:
+        user = self.store.get_user(account, name)
         if user is None:
             raise RegistryError(Kind.NO_SUCH_ENTITY, f"The user with name {name} cannot be found.")
         return user
@@ -73,14 +73,14 @@ class Iam:
     def _target_user(self, caller: Principal, name: str | None) -> UserRow:
         """IAM's convention: no UserName means the caller itself (root included)."""
         if name:
-            return self._user(name)
+            return self._user(caller.account_id, name)
         found = self.store.get_principal(caller.arn)
         if found is None:
             raise RegistryError(Kind.NO_SUCH_ENTITY, "The caller cannot be found.")
         return found
 
-    def _group(self, name: str) -> GroupRow:
-        group = self.store.get_group(self.account_id, name)
+    def _group(self, account: str, name: str) -> GroupRow:
+        group = self.store.get_group(account, name)
         if group is None:
             raise RegistryError(Kind.NO_SUCH_ENTITY, f"The group with name {name} cannot be found.")
         return group
@@ -98,10 +98,10 @@ class Iam:
         self._check_name(name)
         if not _PATH_RE.fullmatch(path):
             raise RegistryError(Kind.VALIDATION, f"Path {path[:80]!r} must begin and end with '/'")
-        arn = self.user_arn(name, path)
+        arn = self.user_arn(caller.account_id, name, path)
         self._authorize(caller, ctx, "iam:CreateUser", arn)
         try:
-            return self.store.create_user(arn, self.account_id, name, _id("AIDA"), path, self._now(), tags)
+            return self.store.create_user(arn, caller.account_id, name, _id("AIDA"), path, self._now(), tags)
         except Conflict:
             raise RegistryError(Kind.ENTITY_EXISTS, f"User with name {name} already exists.") from None
 
@@ -112,11 +112,11 @@ class Iam:
 
     def list_users(self, caller: Principal, ctx: RequestContext, path_prefix: str, after: str | None,
                    limit: int) -> list[UserRow]:
-        self._authorize(caller, ctx, "iam:ListUsers", f"arn:aws:iam::{self.account_id}:user/*")
-        return self.store.list_users(self.account_id, path_prefix, after, limit)
+        self._authorize(caller, ctx, "iam:ListUsers", f"arn:aws:iam::{caller.account_id}:user/*")
+        return self.store.list_users(caller.account_id, path_prefix, after, limit)
 
     def delete_user(self, caller: Principal, ctx: RequestContext, name: str) -> None:
-        user = self._user(name)
+        user = self._user(caller.account_id, name)
         self._authorize(caller, ctx, "iam:DeleteUser", user.arn)
         deps = self.store.user_dependencies(user.arn)
         for what, count in deps.items():
@@ -157,12 +157,12 @@ class Iam:
 
     # -- inline policies (users and groups) --------------------------------------------------------
 
-    def _owner(self, kind: str, name: str) -> str:
-        return self._user(name).arn if kind == "user" else self._group(name).arn
+    def _owner(self, caller: Principal, kind: str, name: str) -> str:
+        return self._user(caller.account_id, name).arn if kind == "user" else self._group(caller.account_id, name).arn
 
     def put_inline(self, caller: Principal, ctx: RequestContext, kind: str, owner: str, policy_name: str,
                    document: str) -> None:
-        arn = self._owner(kind, owner)
+        arn = self._owner(caller, kind, owner)
         self._authorize(caller, ctx, f"iam:Put{kind.capitalize()}Policy", arn)
         if not _POLICY_NAME_RE.fullmatch(policy_name):
             raise RegistryError(Kind.VALIDATION, f"Invalid policy name {policy_name[:80]!r}")
@@ -170,7 +170,7 @@ class Iam:
         self.store.put_inline(arn, policy_name, document)
 
     def get_inline(self, caller: Principal, ctx: RequestContext, kind: str, owner: str, policy_name: str) -> str:
-        arn = self._owner(kind, owner)
+        arn = self._owner(caller, kind, owner)
         self._authorize(caller, ctx, f"iam:Get{kind.capitalize()}Policy", arn)
         document = self.store.get_inline(arn, policy_name)
         if document is None:
@@ -179,12 +179,12 @@ class Iam:
         return document
 
     def list_inline(self, caller: Principal, ctx: RequestContext, kind: str, owner: str) -> list[str]:
-        arn = self._owner(kind, owner)
+        arn = self._owner(caller, kind, owner)
         self._authorize(caller, ctx, f"iam:List{kind.capitalize()}Policies", arn)
         return self.store.list_inline(arn)
 
     def delete_inline(self, caller: Principal, ctx: RequestContext, kind: str, owner: str, policy_name: str) -> None:
-        arn = self._owner(kind, owner)
+        arn = self._owner(caller, kind, owner)
         self._authorize(caller, ctx, f"iam:Delete{kind.capitalize()}Policy", arn)
         if not self.store.delete_inline(arn, policy_name):
             raise RegistryError(Kind.NO_SUCH_ENTITY,
@@ -196,11 +196,11 @@ class Iam:
                       description: str | None = None) -> PolicyRow:
         if not _POLICY_NAME_RE.fullmatch(name):
             raise RegistryError(Kind.VALIDATION, f"Invalid policy name {name[:80]!r}")
-        arn = f"arn:aws:iam::{self.account_id}:policy{path}{name}"
+        arn = f"arn:aws:iam::{caller.account_id}:policy{path}{name}"
         self._authorize(caller, ctx, "iam:CreatePolicy", arn)
         self.validate_policy(document)
         try:
-            return self.store.create_policy(arn, self.account_id, name, _id("ANPA"), path, description, document,
+            return self.store.create_policy(arn, caller.account_id, name, _id("ANPA"), path, description, document,
                                             self._now())
         except Conflict:
             raise RegistryError(Kind.ENTITY_EXISTS,
@@ -211,8 +211,8 @@ class Iam:
         return self._policy(arn)
 
     def list_policies(self, caller: Principal, ctx: RequestContext, after: str | None, limit: int) -> list[PolicyRow]:
-        self._authorize(caller, ctx, "iam:ListPolicies", f"arn:aws:iam::{self.account_id}:policy/*")
-        return self.store.list_policies(self.account_id, after, limit)
+        self._authorize(caller, ctx, "iam:ListPolicies", f"arn:aws:iam::{caller.account_id}:policy/*")
+        return self.store.list_policies(caller.account_id, after, limit)
 
     def delete_policy(self, caller: Principal, ctx: RequestContext, arn: str) -> None:
         policy = self._policy(arn)
@@ -222,19 +222,19 @@ class Iam:
         self.store.delete_policy(arn)
 
     def attach(self, caller: Principal, ctx: RequestContext, kind: str, owner: str, policy_arn: str) -> None:
-        arn = self._owner(kind, owner)
+        arn = self._owner(caller, kind, owner)
         self._authorize(caller, ctx, f"iam:Attach{kind.capitalize()}Policy", arn)
         self._policy(policy_arn)
         self.store.attach(arn, policy_arn)
 
     def detach(self, caller: Principal, ctx: RequestContext, kind: str, owner: str, policy_arn: str) -> None:
-        arn = self._owner(kind, owner)
+        arn = self._owner(caller, kind, owner)
         self._authorize(caller, ctx, f"iam:Detach{kind.capitalize()}Policy", arn)
         if not self.store.detach(arn, policy_arn):
             raise RegistryError(Kind.NO_SUCH_ENTITY, f"Policy {policy_arn} was not found.")
 
     def attached(self, caller: Principal, ctx: RequestContext, kind: str, owner: str) -> list[tuple[str, str]]:
-        arn = self._owner(kind, owner)
+        arn = self._owner(caller, kind, owner)
         self._authorize(caller, ctx, f"iam:ListAttached{kind.capitalize()}Policies", arn)
         return self.store.attached(arn)
 
@@ -242,20 +242,20 @@ class Iam:
 
     def create_group(self, caller: Principal, ctx: RequestContext, name: str, path: str = "/") -> GroupRow:
         self._check_name(name, "groupName")
-        arn = f"arn:aws:iam::{self.account_id}:group{path}{name}"
+        arn = f"arn:aws:iam::{caller.account_id}:group{path}{name}"
         self._authorize(caller, ctx, "iam:CreateGroup", arn)
         try:
-            return self.store.create_group(arn, self.account_id, name, _id("AGPA"), path, self._now())
+            return self.store.create_group(arn, caller.account_id, name, _id("AGPA"), path, self._now())
         except Conflict:
             raise RegistryError(Kind.ENTITY_EXISTS, f"Group with name {name} already exists.") from None
 
     def add_to_group(self, caller: Principal, ctx: RequestContext, group: str, user: str) -> None:
-        g = self._group(group)
+        g = self._group(caller.account_id, group)
         self._authorize(caller, ctx, "iam:AddUserToGroup", g.arn)
-        self.store.add_member(g.arn, self._user(user).arn)
+        self.store.add_member(g.arn, self._user(caller.account_id, user).arn)
 
     def remove_from_group(self, caller: Principal, ctx: RequestContext, group: str, user: str) -> None:
-        g = self._group(group)
+        g = self._group(caller.account_id, group)
         self._authorize(caller, ctx, "iam:RemoveUserFromGroup", g.arn)
-        if not self.store.remove_member(g.arn, self._user(user).arn):
+        if not self.store.remove_member(g.arn, self._user(caller.account_id, user).arn):
             raise RegistryError(Kind.NO_SUCH_ENTITY, f"The user {user} is not in group {group}.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import os
 import secrets
 import string
 import time
@@ -88,21 +89,28 @@ class Identity:
 
     # -- bootstrap --------------------------------------------------------------------------
 
-    def ensure_root_credentials(self, data_dir: Path, key_id: str | None, secret: str | None
-                                ) -> tuple[str, str] | None:
-        """Seed the root access key on first start. Returns (id, secret) when one was created now."""
-        arn = root_arn(self.account_id)
+    def ensure_root_credentials(self, data_dir: Path, key_id: str | None, secret: str | None,
+                                account_id: str | None = None) -> tuple[str, str] | None:
+        """Seed an account's root access key once. Returns (id, secret) when one was created now.
+
+        The home account's key is also saved (mode 0600) in the data directory; another account's
+        in root-credentials-<account>.
+        """
+        account = account_id or self.account_id
+        arn = root_arn(account)
         now = int(self.clock() * 1000)
-        self.meta.ensure_principal(arn, self.account_id, "root", "root", self.account_id, now)
+        self.meta.ensure_principal(arn, account, "root", "root", account, now)
         if self.meta.count_access_keys(arn) > 0:
             return None
         key_id = key_id or new_access_key_id()
         secret = secret or new_secret_access_key()
         self.meta.add_access_key(key_id, arn, self.box.encrypt(secret), now)
-        path = data_dir / CREDENTIALS_FILE
-        path.touch(mode=0o600, exist_ok=True)
-        path.chmod(0o600)
-        path.write_text(f"aws_access_key_id = {key_id}\naws_secret_access_key = {secret}\n")
+        name = CREDENTIALS_FILE if account == self.account_id else f"{CREDENTIALS_FILE}-{account}"
+        path = data_dir / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"aws_access_key_id = {key_id}\naws_secret_access_key = {secret}\n")
+        os.chmod(path, 0o600)
         return key_id, secret
 
     # -- authentication ---------------------------------------------------------------------

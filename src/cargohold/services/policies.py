@@ -23,8 +23,8 @@ class Policies:
         self.repos = repos
         self.meta = repos.meta
 
-    def _registry_key(self) -> str:
-        return f"{REGISTRY_POLICY_KEY}:{self.repos.account_id}"
+    def _registry_key(self, caller: Caller) -> str:
+        return f"{REGISTRY_POLICY_KEY}:{self.repos.registry_of(caller)}"
 
     # -- repository policies --------------------------------------------------------------------
 
@@ -45,7 +45,7 @@ class Policies:
                              principal_arn=caller.principal.arn, principal_account=caller.principal.account_id,
                              context={"aws:SourceIp": caller.context.source_ip,
                                       "aws:PrincipalArn": caller.principal.arn})
-        decision = evaluate(facts, [], [("new policy", policy)], resource_account=self.repos.account_id,
+        decision = evaluate(facts, [], [("new policy", policy)], resource_account=self.repos.registry_of(caller),
                             is_account_root=caller.principal.kind == "root")
         return decision.reason == "explicit_deny"
 
@@ -71,30 +71,30 @@ class Policies:
 
     def _authorize_registry(self, caller: Caller, action: str) -> None:
         self.repos.authorizer.authorize(caller.principal, action,
-                                        f"arn:aws:ecr:{self.repos.region}:{self.repos.account_id}:registry/"
-                                        f"{self.repos.account_id}", caller.context)
+                                        f"arn:aws:ecr:{self.repos.region}:{self.repos.registry_of(caller)}:registry/"
+                                        f"{self.repos.registry_of(caller)}", caller.context)
 
     def put_registry_policy(self, caller: Caller, text: str) -> str:
         self._authorize_registry(caller, "ecr:PutRegistryPolicy")
         check_resource_policy(text, "registry")
-        self.meta.put_setting(self._registry_key(), text)
+        self.meta.put_setting(self._registry_key(caller), text)
         return text
 
     def get_registry_policy(self, caller: Caller) -> str:
         self._authorize_registry(caller, "ecr:GetRegistryPolicy")
-        text = self.meta.get_setting(self._registry_key())
+        text = self.meta.get_setting(self._registry_key(caller))
         if text is None:
-            raise self._registry_policy_missing()
+            raise self._registry_policy_missing(caller)
         return text
 
     def delete_registry_policy(self, caller: Caller) -> str:
         self._authorize_registry(caller, "ecr:DeleteRegistryPolicy")
-        text = self.meta.get_setting(self._registry_key())
+        text = self.meta.get_setting(self._registry_key(caller))
         if text is None:
-            raise self._registry_policy_missing()
-        self.meta.delete_setting(self._registry_key())
+            raise self._registry_policy_missing(caller)
+        self.meta.delete_setting(self._registry_key(caller))
         return text
 
-    def _registry_policy_missing(self) -> RegistryError:
-        return RegistryError(Kind.REGISTRY_POLICY_NOT_FOUND,
-                             f"Registry policy does not exist in the registry with id '{self.repos.account_id}'")
+    def _registry_policy_missing(self, caller: Caller) -> RegistryError:
+        return RegistryError(Kind.REGISTRY_POLICY_NOT_FOUND, "Registry policy does not exist in the registry with "
+                             f"id '{self.repos.registry_of(caller)}'")

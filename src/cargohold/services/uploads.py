@@ -56,8 +56,9 @@ class Uploads:
     def start(self, caller: Caller, name: str) -> str:
         repo = self.repos.resolve(caller, name, "ecr:InitiateLayerUpload", create=True)
         upload_id = str(uuid.uuid4())  # ECR's uploadId pattern is a dashed UUID
-        self.blobs.start_upload(upload_id)
+        # Row first: the garbage collector takes a staging file without a row for a stray.
         self.meta.create_upload(upload_id, repo.id, self.repos.now_ms())
+        self.blobs.start_upload(upload_id)
         return upload_id
 
     def mount(self, caller: Caller, name: str, digest: str, source: str) -> int | None:

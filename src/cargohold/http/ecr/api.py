@@ -78,14 +78,9 @@ class EcrApi:
             if not isinstance(doc, dict):
                 raise RegistryError(Kind.SERIALIZATION, "Request body must be a JSON object")
             params = model.validate_input(op, doc)
-            registry_id = params.get("registryId")
-            named = [params["repositoryName"]] if "repositoryName" in params else params.get("repositoryNames")
-            if registry_id is not None and registry_id != self.account_id and named:
-                # Another account's repository must look exactly like one that does not exist.
-                raise RegistryError(
-                    Kind.NAME_UNKNOWN,
-                    f"The repository with name '{named[0]}' does not exist in the registry "
-                    f"with id '{registry_id}'")
+            # registryId addresses another account's registry; the policy engine decides.
+            caller = Caller(caller.principal, caller.context,
+                            params.get("registryId") or caller.principal.account_id)
             result = await handler(caller, params)
             return Response(json.dumps(result, default=_json_default).encode(), media_type=ECR_ERROR_TYPE,
                             headers={"x-amzn-RequestId": request_id})

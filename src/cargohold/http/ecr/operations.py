@@ -80,7 +80,8 @@ class EcrOperations:
     def repository(self, repo: Repository) -> dict[str, Any]:
         out: dict[str, Any] = {
             "repositoryArn": self.admin.repos.arn(repo.name), "registryId": repo.account_id,
-            "repositoryName": repo.name, "repositoryUri": f"{self.public_host}/{repo.name}",
+            "repositoryName": repo.name,
+            "repositoryUri": f"{self.registry_host(repo.account_id)}/{repo.name}",
             "createdAt": _seconds(repo.created_at), "imageTagMutability": repo.tag_mutability,
             "imageScanningConfiguration": {"scanOnPush": repo.scan_on_push},
             "encryptionConfiguration": repo.encryption or {"encryptionType": "AES256"},
@@ -89,10 +90,13 @@ class EcrOperations:
             out["imageTagMutabilityExclusionFilters"] = repo.mutability_exclusions
         return out
 
-    def image_detail(self, name: str, image: Image) -> dict[str, Any]:
+    def registry(self, caller: Caller) -> str:
+        return self.admin.repos.registry_of(caller)
+
+    def image_detail(self, registry: str, name: str, image: Image) -> dict[str, Any]:
         row = image.row
         out: dict[str, Any] = {
-            "registryId": self.account_id, "repositoryName": name, "imageDigest": row.digest,
+            "registryId": registry, "repositoryName": name, "imageDigest": row.digest,
             "imageSizeInBytes": row.image_size, "imagePushedAt": _seconds(row.pushed_at),
             "imageManifestMediaType": row.media_type, "imageStatus": "ACTIVE",
         }
@@ -106,12 +110,12 @@ class EcrOperations:
             out["subjectManifestDigest"] = row.subject_digest
         return out
 
-    def _image(self, name: str, image: Image) -> dict[str, Any]:
+    def _image(self, registry: str, name: str, image: Image) -> dict[str, Any]:
         row = image.row
         image_id = {"imageDigest": row.digest}
         if image.requested_tag:
             image_id["imageTag"] = image.requested_tag
-        return {"registryId": self.account_id, "repositoryName": name, "imageId": image_id,
+        return {"registryId": registry, "repositoryName": name, "imageId": image_id,
                 "imageManifest": (row.content or b"").decode(), "imageManifestMediaType": row.media_type}
 
     @staticmethod
@@ -131,8 +135,6 @@ class EcrOperations:
 
     async def DescribeRepositories(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
         names = p.get("repositoryNames")
-        if p.get("registryId", self.account_id) != self.account_id:
-            return {"repositories": []}  # another account's registry: nothing of it is visible here
         if names and p.get("maxResults"):
             raise RegistryError(Kind.INVALID_PARAMETER, "Invalid parameter: maxResults cannot be used with "
                                 "repositoryNames")
@@ -152,7 +154,7 @@ class EcrOperations:
     async def PutImageTagMutability(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
         repo = await _run(self.admin.set_mutability, caller, p["repositoryName"], p["imageTagMutability"],
                           p.get("imageTagMutabilityExclusionFilters"))
-        out: dict[str, Any] = {"registryId": self.account_id, "repositoryName": repo.name,
+        out: dict[str, Any] = {"registryId": self.registry(caller), "repositoryName": repo.name,
                                "imageTagMutability": repo.tag_mutability}
         if repo.mutability_exclusions:
             out["imageTagMutabilityExclusionFilters"] = repo.mutability_exclusions
@@ -161,7 +163,7 @@ class EcrOperations:
     async def PutImageScanningConfiguration(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
         scan = bool(p["imageScanningConfiguration"].get("scanOnPush", False))
         repo = await _run(self.admin.set_scanning, caller, p["repositoryName"], scan)
-        return {"registryId": self.account_id, "repositoryName": repo.name,
+        return {"registryId": self.registry(caller), "repositoryName": repo.name,
                 "imageScanningConfiguration": {"scanOnPush": repo.scan_on_push}}
 
     async def TagResource(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
@@ -176,15 +178,21 @@ class EcrOperations:
         return {"tags": await _run(self.admin.list_tags, caller, p["resourceArn"])}
 
     async def DescribeRegistry(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
-        return {"registryId": self.account_id, "replicationConfiguration": {"rules": []}}
+        return {"registryId": self.registry(caller), "replicationConfiguration": {"rules": []}}
 
     async def GetAuthorizationToken(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
         await _run(self.admin.repos.authorizer.authorize, caller.principal, "ecr:GetAuthorizationToken", "*",
                    caller.context)
         token, expires = self.identity.issue_token(caller.principal)
-        data = {"authorizationToken": base64.b64encode(f"AWS:{token}".encode()).decode(),
-                "expiresAt": float(expires), "proxyEndpoint": f"{self.scheme}://{self.public_host}"}
-        return {"authorizationData": [data for _ in (p.get("registryIds") or [self.account_id])]}
+        password = base64.b64encode(f"AWS:{token}".encode()).decode()
+        return {"authorizationData": [
+            {"authorizationToken": password, "expiresAt": float(expires),
+             "proxyEndpoint": f"{self.scheme}://{self.registry_host(registry)}"}
+            for registry in (p.get("registryIds") or [self.account_id])]}
+
+    def registry_host(self, registry: str) -> str:
+        """The home account's registry is the plain host; another account's is <account>.<host>, as on ECR."""
+        return self.public_host if registry == self.account_id else f"{registry}.{self.public_host}"
 
     # -- images ---------------------------------------------------------------------------------
 
@@ -205,7 +213,8 @@ class EcrOperations:
         status = (p.get("filter") or {}).get("tagStatus", "ANY")
         images, cursor = await _run(self.images.describe_images, caller, p["repositoryName"], ids, status,
                                     _cursor(p), self._limit(p, 100))
-        out: dict[str, Any] = {"imageDetails": [self.image_detail(p["repositoryName"], i) for i in images]}
+        registry = self.registry(caller)
+        out: dict[str, Any] = {"imageDetails": [self.image_detail(registry, p["repositoryName"], i) for i in images]}
         if cursor:
             out["nextToken"] = _token(cursor)
         return out
@@ -213,7 +222,7 @@ class EcrOperations:
     async def BatchGetImage(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
         images, failures = await _run(self.images.batch_get, caller, p["repositoryName"], _image_ids(p),
                                       p.get("acceptedMediaTypes"))
-        return {"images": [self._image(p["repositoryName"], i) for i in images],
+        return {"images": [self._image(self.registry(caller), p["repositoryName"], i) for i in images],
                 "failures": [_failure(f) for f in failures]}
 
     async def BatchDeleteImage(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
@@ -223,7 +232,7 @@ class EcrOperations:
     async def PutImage(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
         image = await _run(self.images.put_image, caller, p["repositoryName"], p["imageManifest"],
                            p.get("imageManifestMediaType"), p.get("imageTag"), p.get("imageDigest"))
-        return {"image": self._image(p["repositoryName"], image)}
+        return {"image": self._image(self.registry(caller), p["repositoryName"], image)}
 
     async def ListImageReferrers(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
         digest = p["subjectId"].get("imageDigest", "")
@@ -265,7 +274,7 @@ class EcrOperations:
         name, digest = p["repositoryName"], p["layerDigest"]
         await _run(self.images.layer_for_download, caller, name, digest)
         expires = int(self.identity.clock()) + DOWNLOAD_URL_TTL
-        grant = self.identity.box.sign({"a": self.account_id, "r": name, "d": digest, "e": expires})
+        grant = self.identity.box.sign({"a": self.registry(caller), "r": name, "d": digest, "e": expires})
         return {"downloadUrl": f"{self.scheme}://{self.public_host}/download/{grant}", "layerDigest": digest}
 
     async def InitiateLayerUpload(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
@@ -282,7 +291,7 @@ class EcrOperations:
 
         def invalid(message: str) -> RegistryError:
             return RegistryError(Kind.LAYER_PART_INVALID, message, detail={"ecr_fields": {
-                "registryId": self.account_id, "repositoryName": name, "uploadId": upload_id,
+                "registryId": self.registry(caller), "repositoryName": name, "uploadId": upload_id,
                 "lastValidByteReceived": max(offset - 1, 0)}})
 
         if first != offset:
@@ -305,7 +314,7 @@ class EcrOperations:
                 raise invalid(err.message) from None
             raise
         await _run(meta.set_upload_part, upload_id, len(data))
-        return {"registryId": self.account_id, "repositoryName": name, "uploadId": upload_id,
+        return {"registryId": self.registry(caller), "repositoryName": name, "uploadId": upload_id,
                 "lastByteReceived": new_offset - 1}
 
     async def CompleteLayerUpload(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
@@ -322,7 +331,7 @@ class EcrOperations:
         if sizes.get(digest) is not None:
             await _run(self.uploads.cancel, caller, name, upload_id)
             raise RegistryError(Kind.LAYER_EXISTS, f"The image layer '{digest}' already exists in the "
-                                f"repository with name '{name}' in registry with id '{self.account_id}'")
+                                f"repository with name '{name}' in registry with id '{self.registry(caller)}'")
         try:
             await self.uploads.complete(caller, name, upload_id, digest, None)
         except RegistryError as err:
@@ -331,5 +340,5 @@ class EcrOperations:
                                     "The layer digest calculation performed by cargohold upon receipt of the "
                                     f"image layer does not match the digest specified: {digest}") from None
             raise
-        return {"registryId": self.account_id, "repositoryName": name, "uploadId": upload_id,
+        return {"registryId": self.registry(caller), "repositoryName": name, "uploadId": upload_id,
                 "layerDigest": digest}

@@ -15,63 +15,66 @@ class EcrPolicyOperations:
     def __init__(self, api: EcrApi, policies: Policies, lifecycle: Lifecycle) -> None:
         self.policies = policies
         self.lifecycle = lifecycle
-        self.account_id = policies.repos.account_id
         for name in dir(self):
             if name[:1].isupper():
                 api.register(name, getattr(self, name))
 
-    def _repo_policy(self, name: str, text: str | None) -> dict[str, Any]:
-        return {"registryId": self.account_id, "repositoryName": name, "policyText": text}
+    def _repo_policy(self, caller: Caller, name: str, text: str | None) -> dict[str, Any]:
+        return {"registryId": self.registry(caller), "repositoryName": name, "policyText": text}
+
+    def registry(self, caller: Caller) -> str:
+        return self.policies.repos.registry_of(caller)
 
     async def SetRepositoryPolicy(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
         repo = await _run(self.policies.set_repository_policy, caller, p["repositoryName"], p["policyText"],
                           bool(p.get("force")))
-        return self._repo_policy(repo.name, repo.policy)
+        return self._repo_policy(caller, repo.name, repo.policy)
 
     async def GetRepositoryPolicy(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
         repo = await _run(self.policies.get_repository_policy, caller, p["repositoryName"])
-        return self._repo_policy(repo.name, repo.policy)
+        return self._repo_policy(caller, repo.name, repo.policy)
 
     async def DeleteRepositoryPolicy(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
         repo = await _run(self.policies.delete_repository_policy, caller, p["repositoryName"])
-        return self._repo_policy(repo.name, repo.policy)
+        return self._repo_policy(caller, repo.name, repo.policy)
 
     async def PutRegistryPolicy(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
         text = await _run(self.policies.put_registry_policy, caller, p["policyText"])
-        return {"registryId": self.account_id, "policyText": text}
+        return {"registryId": self.registry(caller), "policyText": text}
 
     async def GetRegistryPolicy(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
         text = await _run(self.policies.get_registry_policy, caller)
-        return {"registryId": self.account_id, "policyText": text}
+        return {"registryId": self.registry(caller), "policyText": text}
 
     async def DeleteRegistryPolicy(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
         text = await _run(self.policies.delete_registry_policy, caller)
-        return {"registryId": self.account_id, "policyText": text}
+        return {"registryId": self.registry(caller), "policyText": text}
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    def _lifecycle(self, name: str, text: str | None, evaluated: int | None = None) -> dict[str, Any]:
-        out: dict[str, Any] = {"registryId": self.account_id, "repositoryName": name, "lifecyclePolicyText": text}
+    def _lifecycle(self, caller: Caller, name: str, text: str | None,
+                   evaluated: int | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {"registryId": self.registry(caller), "repositoryName": name, "lifecyclePolicyText": text}
         if evaluated is not None:
             out["lastEvaluatedAt"] = evaluated / 1000.0
         return out
 
     async def PutLifecyclePolicy(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
         repo = await _run(self.lifecycle.put, caller, p["repositoryName"], p["lifecyclePolicyText"])
-        return self._lifecycle(repo.name, repo.lifecycle_policy)
+        return self._lifecycle(caller, repo.name, repo.lifecycle_policy)
 
     async def GetLifecyclePolicy(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
         repo = await _run(self.lifecycle.get, caller, p["repositoryName"])
-        return self._lifecycle(repo.name, repo.lifecycle_policy, repo.lifecycle_evaluated_at)
+        return self._lifecycle(caller, repo.name, repo.lifecycle_policy, repo.lifecycle_evaluated_at)
 
     async def DeleteLifecyclePolicy(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
         repo = await _run(self.lifecycle.delete, caller, p["repositoryName"])
-        return self._lifecycle(repo.name, repo.lifecycle_policy, repo.lifecycle_evaluated_at)
+        return self._lifecycle(caller, repo.name, repo.lifecycle_policy, repo.lifecycle_evaluated_at)
 
     async def StartLifecyclePolicyPreview(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
         repo, text = await _run(self.lifecycle.start_preview, caller, p["repositoryName"],
                                 p.get("lifecyclePolicyText"))
-        return {**self._lifecycle(repo.name, text), "status": "IN_PROGRESS"}
+        return {**self._lifecycle(caller, repo.name, text), "status": "IN_PROGRESS"}
 
     async def GetLifecyclePolicyPreview(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
         repo, text, status, results = await _run(self.lifecycle.get_preview, caller, p["repositoryName"])
@@ -93,7 +96,7 @@ class EcrPolicyOperations:
         limit = min(int(p.get("maxResults") or 100), 100)
         page = rows[:limit]
         out: dict[str, Any] = {
-            **self._lifecycle(repo.name, text), "status": status,
+            **self._lifecycle(caller, repo.name, text), "status": status,
             "previewResults": [{"imageDigest": r["imageDigest"], "imageTags": r["imageTags"],
                                 "imagePushedAt": r["imagePushedAt"], "action": {"type": "EXPIRE"},
                                 "appliedRulePriority": r["appliedRulePriority"]} for r in page],

@@ -512,11 +512,19 @@ class MetadataStore:
         dropped = 0
         with self.write() as conn:
             for repository_id, digest in links:
-                referenced = select(r.c.child_digest).where(and_(
-                    r.c.repository_id == repository_id, r.c.child_digest == digest, r.c.kind == "blob"))
-                dropped += conn.execute(delete(rb).where(and_(
-                    rb.c.repository_id == repository_id, rb.c.digest == digest, rb.c.created_at < cutoff,
-                    ~referenced.exists()))).rowcount
+                # Lock the link first, then look for references in a statement of its own. On
+                # PostgreSQL a DELETE checking NOT EXISTS in its WHERE would wait for a manifest PUT
+                # holding the link FOR SHARE and then delete it anyway: the subquery keeps the
+                # snapshot taken before the wait, without the references that PUT committed.
+                link = and_(rb.c.repository_id == repository_id, rb.c.digest == digest)
+                if conn.execute(select(rb.c.digest).where(and_(link, rb.c.created_at < cutoff))
+                                .with_for_update()).first() is None:
+                    continue
+                if conn.execute(select(r.c.child_digest).where(and_(
+                        r.c.repository_id == repository_id, r.c.child_digest == digest, r.c.kind == "blob"))
+                        .limit(1)).first() is not None:
+                    continue
+                dropped += conn.execute(delete(rb).where(link)).rowcount
         return dropped
 
     def orphan_blobs(self, cutoff: int, limit: int) -> list[str]:
@@ -570,6 +578,12 @@ class MetadataStore:
         """Call remove(digest) for files that have no blob row, re-checked under the write lock."""
         b = s.blobs
         with self.write() as conn:
+            if self._dialect == "postgresql" and digests:
+                # A row lock cannot cover a row that does not exist yet: without this, commit_blob
+                # could insert the row and keep the file (already in place) while this trashes it.
+                # SHARE ROW EXCLUSIVE waits for uncommitted inserts and holds new ones off until commit
+                # (SQLite's BEGIN IMMEDIATE already serializes the two).
+                conn.exec_driver_sql("LOCK TABLE blobs IN SHARE ROW EXCLUSIVE MODE")
             recorded = set(conn.execute(select(b.c.digest).where(b.c.digest.in_(list(digests)))).scalars()) \
                 if digests else set()
             gone = [d for d in digests if d not in recorded]
