@@ -337,6 +337,47 @@ def audit(
     services.meta.engine.dispose()
 
 
+FormatOpt = Annotated[str, typer.Option("--format", help="table, json or csv.")]
+
+
+def _emit(rows: list[dict[str, Any]], columns: list[str], fmt: str, title: str) -> None:
+    if fmt == "json":
+        import json as jsonlib
+        typer.echo(jsonlib.dumps(rows, indent=2, default=str))
+    elif fmt == "csv":
+        import csv
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    elif fmt == "table":
+        from rich.console import Console
+        from rich.table import Table
+        table = Table(title=title)
+        for column in columns:
+            table.add_column(column, justify="right" if column.endswith(("bytes", "images", "blobs")) else "left")
+        for row in rows:
+            table.add_row(*[_human(row[c]) if c.endswith("bytes") else str(row[c] if row[c] is not None else "")
+                            for c in columns])
+        Console(width=160).print(table)
+    else:
+        typer.echo(f"cargohold: unknown format {fmt!r} (table, json or csv)", err=True)
+        raise typer.Exit(2)
+
+
+@app.command()
+def repos(data_dir: DataDirOpt = None, config: ConfigOpt = None, fmt: FormatOpt = "table") -> None:
+    """Repositories with image counts, stored bytes and the bytes each alone holds."""
+    services = _services(config, data_dir)
+    from cargohold.services.usage import StorageUsage
+    report = StorageUsage(services.meta).report()
+    _emit(report.repositories, ["account_id", "repository", "images", "blobs", "stored_bytes", "exclusive_bytes"],
+          fmt, "Repositories")
+    if fmt == "table":
+        typer.echo(f"On disk after deduplication: {report.blob_count} blobs, {_human(report.deduplicated_bytes)} "
+                   f"(without deduplication: {_human(report.logical_bytes)})")
+    services.meta.engine.dispose()
+
+
 lifecycle_app = typer.Typer(help="Lifecycle policies.", no_args_is_help=True)
 app.add_typer(lifecycle_app, name="lifecycle")
 

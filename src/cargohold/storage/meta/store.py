@@ -632,3 +632,33 @@ class MetadataStore:
             row = conn.execute(select(p.c.policy, p.c.status, p.c.results)
                                .where(p.c.repository_id == repository_id)).first()
         return (row.policy, row.status, row.results) if row else None
+
+    # -- storage accounting -------------------------------------------------------------------
+
+    def repository_usage(self) -> list[dict[str, Any]]:
+        """Per repository: images, stored bytes (its blobs, shared or not) and the bytes it alone holds."""
+        r, rb, b, m = s.repositories, s.repository_blobs, s.blobs, s.manifests
+        other = rb.alias("other")
+        alone = select(other.c.digest).where(and_(other.c.digest == rb.c.digest,
+                                                  other.c.repository_id != rb.c.repository_id))
+        with self.read() as conn:
+            stored = {row.repository_id: (int(row.bytes or 0), int(row.blobs)) for row in conn.execute(
+                select(rb.c.repository_id, func.sum(b.c.size).label("bytes"), func.count().label("blobs"))
+                .join(b, b.c.digest == rb.c.digest).group_by(rb.c.repository_id))}
+            exclusive = {row.repository_id: int(row.bytes or 0) for row in conn.execute(
+                select(rb.c.repository_id, func.sum(b.c.size).label("bytes")).join(b, b.c.digest == rb.c.digest)
+                .where(~alone.exists()).group_by(rb.c.repository_id))}
+            images = {row.repository_id: (int(row.images), int(row.manifest_bytes or 0), row.last_push)
+                      for row in conn.execute(select(m.c.repository_id, func.count().label("images"),
+                                                     func.sum(m.c.size).label("manifest_bytes"),
+                                                     func.max(m.c.pushed_at).label("last_push"))
+                                              .group_by(m.c.repository_id))}
+            repos = conn.execute(select(r.c.id, r.c.account_id, r.c.name).order_by(r.c.account_id, r.c.name)).all()
+        out = []
+        for repo in repos:
+            count, manifest_bytes, last_push = images.get(repo.id, (0, 0, None))
+            blob_bytes, blob_count = stored.get(repo.id, (0, 0))
+            out.append({"account_id": repo.account_id, "repository": repo.name, "images": count,
+                        "blobs": blob_count, "stored_bytes": blob_bytes + manifest_bytes,
+                        "exclusive_bytes": exclusive.get(repo.id, 0) + manifest_bytes, "last_push": last_push})
+        return out
