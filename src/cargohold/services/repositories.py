@@ -149,7 +149,12 @@ class RepositoryAdmin:
                 out.append(self._get(caller, name, "ecr:DescribeRepositories"))
             return sorted(out, key=lambda r: r.name)
         registry = self.repos.registry_of(caller)
-        self.repos.authorize(caller, "ecr:DescribeRepositories", "*")
+        try:
+            self.repos.authorize(caller, "ecr:DescribeRepositories", "*")
+        except RegistryError as err:
+            if err.kind is Kind.NAME_UNKNOWN:  # another account's registry, not granted: nothing to see
+                return []
+            raise
         return self.meta.list_repositories(registry, after, limit)
 
     def delete(self, caller: Caller, name: str, force: bool) -> Repository:
