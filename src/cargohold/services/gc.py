@@ -7,6 +7,13 @@ before the collector looked (and it is spared) or runs after it (and puts fresh 
 A manifest PUT re-checks its references in its own write transaction: if a link was collected
 first, the PUT fails with MANIFEST_BLOB_UNKNOWN and a retried push uploads the blob again.
 A crash mid-sweep leaves blobs in the trash; reconcile() restores those still recorded.
+
+"Write transactions serialize" is literal on SQLite (BEGIN IMMEDIATE). On PostgreSQL (READ
+COMMITTED) it holds only because each racing pair meets on a locked row, or on the blobs table
+lock in remove_unrecorded, and each re-check is a statement started after that wait.
+A push that skips an upload after a HEAD refreshes nothing, and a link's grace window counts
+from its upload, not from when its last manifest was deleted: such a push is protected only by
+the manifest PUT's re-check, and its client has to push again.
 """
 
 from __future__ import annotations
