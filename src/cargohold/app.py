@@ -15,12 +15,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from cargohold.config import Config, load_config
+from cargohold.domain.cost import Prices
+from cargohold.http.console import build_console
 from cargohold.http.context import ContextFactory
 from cargohold.http.ecr.api import EcrApi
 from cargohold.http.ecr.operations import EcrOperations
 from cargohold.http.ecr.policy_operations import EcrPolicyOperations
+from cargohold.http.ecr.scan_operations import EcrScanOperations, ScanLookup
 from cargohold.http.iam import IamApi
 from cargohold.http.oci import OciApi
+from cargohold.http.sbom import SbomApi
+from cargohold.http.usage import UsageApi, meter_ecr
 from cargohold.services.authorization import AuditLog, PolicyAuthorizer
 from cargohold.services.content import Content
 from cargohold.services.gc import GarbageCollector
@@ -28,14 +33,20 @@ from cargohold.services.iam import Iam
 from cargohold.services.identity import Authorizer, Identity
 from cargohold.services.images import Images
 from cargohold.services.lifecycle import Lifecycle
+from cargohold.services.metering import Metering, NetworkClassifier, UsageReports
 from cargohold.services.policies import Policies
 from cargohold.services.repositories import Repositories, RepositoryAdmin
+from cargohold.services.scanning.layers import Limits
+from cargohold.services.scanning.scanner import ScanJobs, Scanner
+from cargohold.services.scanning.service import ScanService
 from cargohold.services.secrets import SecretBox, load_or_create_master_key
 from cargohold.services.uploads import Uploads
 from cargohold.storage.blobs.fs import FilesystemBlobStore
 from cargohold.storage.meta.engine import make_engine, migrate, sqlite_url
 from cargohold.storage.meta.iam import IamStore
+from cargohold.storage.meta.metering import MeteringStore
 from cargohold.storage.meta.store import MetadataStore
+from cargohold.storage.vulndb import VulnIndex
 
 log = logging.getLogger("cargohold")
 
@@ -57,6 +68,9 @@ class Services:
     gc: GarbageCollector
     policies: Policies
     lifecycle: Lifecycle
+    metering: Metering | None = None  # usage metering (transfer counters, storage samples)
+    usage: UsageReports | None = None
+    scans: ScanService | None = None  # vulnerability scanning (scan on push, findings, SBOMs)
 
 
 def build_services(config: Config, *, run_migrations: bool = True,
@@ -75,14 +89,26 @@ def build_services(config: Config, *, run_migrations: bool = True,
     authorizer = PolicyAuthorizer(iam_store, config.account_id, audit, clock)
     repositories = Repositories(meta, authorizer, config.account_id, config.region,
                                 config.create_on_push, clock, box)
-    content = Content(meta, blobs, repositories)
-    return Services(config, meta, blobs, box, identity, authorizer, repositories,
+    content = Content(meta, blobs, repositories, link_refresh_ms=config.gc_grace * 500)
+    services = Services(config, meta, blobs, box, identity, authorizer, repositories,
                     Uploads(meta, blobs, repositories), content, RepositoryAdmin(repositories),
                     Images(meta, repositories, content), Iam(iam_store, identity, authorizer),
                     GarbageCollector(meta, blobs, grace_seconds=config.gc_grace,
                                      upload_max_age=config.upload_max_age, clock=clock,
                                      lock_path=data / "gc.lock"),
                     Policies(repositories), Lifecycle(meta, repositories, iam_store, clock))
+    metering_store = MeteringStore(meta)
+    services.metering = Metering(metering_store, NetworkClassifier(config.same_region_networks), clock,
+                                 flush_seconds=config.metering_flush_seconds,
+                                 snapshot_seconds=config.metering_snapshot_seconds, lock_path=data / "metering.lock")
+    services.usage = UsageReports(metering_store, Prices(config.price_storage_gb_month,
+                                                         config.price_transfer_internet_gb), clock)
+    scanner = Scanner(meta, blobs, VulnIndex(data / "vulndb"), workers=config.scan_workers, clock=clock,
+                      limits=Limits(max_layer_bytes=config.scan_max_layer_bytes,
+                                    max_file_bytes=config.scan_max_file_bytes))
+    services.scans = ScanService(repositories, scanner)
+    content.push_observers.append(scanner.on_push)
+    return services
 
 
 class Metrics:
@@ -153,14 +179,27 @@ class CargoholdApp:
         cfg = services.config
         contexts = ContextFactory(cfg.endpoint_id, cfg.trusted_proxies)
         self.oci = OciApi(services.identity, services.content, services.uploads,
-                          service=cfg.public_host, max_page=cfg.max_tags_page * 10, contexts=contexts)
+                          service=cfg.public_host, max_page=cfg.max_tags_page * 10, contexts=contexts,
+                          meter=services.metering)
         self.metrics = Metrics()
         self.jobs = BackgroundJobs(services)
         self.ecr = EcrApi(services.identity, cfg.region, cfg.account_id, services.identity.clock, contexts)
         self.iam = IamApi(services.identity, services.iam, cfg.region, services.identity.clock, contexts)
         EcrPolicyOperations(self.ecr, services.policies, services.lifecycle)
-        EcrOperations(self.ecr, services.identity, services.admin, services.images, services.uploads,
-                      cfg.public_host, "https" if cfg.tls_enabled else "http")
+        operations = EcrOperations(self.ecr, services.identity, services.admin, services.images, services.uploads,
+                                   cfg.public_host, "https" if cfg.tls_enabled else "http")
+        self.sbom: SbomApi | None = None
+        self.scan_jobs: ScanJobs | None = None
+        if services.scans is not None:
+            EcrScanOperations(self.ecr, services.scans)
+            operations.image_extras = ScanLookup(services.scans)
+            self.sbom = SbomApi(services.identity, services.scans, cfg.public_host, contexts)
+            self.scan_jobs = ScanJobs(services.scans.scanner, cfg.vulndb_urls, cfg.vulndb_refresh_interval)
+        self.usage = UsageApi(services.identity, services.authorizer, services.usage, cfg.region, cfg.public_host,
+                              contexts) if services.usage is not None else None
+        if services.metering is not None:
+            meter_ecr(self.ecr, services.metering)
+        self.console = build_console(services, self, contexts)  # /console: pages over the same services
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -194,6 +233,15 @@ class CargoholdApp:
         elif path == "/token":
             face = "token"
             response = await self.oci.token(Request(scope, receive))
+        elif path == "/api/usage" and self.usage is not None:
+            face = "usage"
+            response = await self.usage.handle(Request(scope, receive))
+        elif path == "/console" or path.startswith("/console/"):
+            face = "console"
+            response = await self.console.handle(Request(scope, receive))
+        elif path.startswith("/sbom/") and self.sbom is not None:
+            face = "sbom"
+            response = await self.sbom.handle(Request(scope, receive))
         elif path == "/healthz":
             face = "health"
             response = JSONResponse({"status": "ok"})
@@ -213,9 +261,17 @@ class CargoholdApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self.jobs.start()
+                if self.scan_jobs is not None:
+                    self.scan_jobs.start()
+                if self.services.metering is not None:
+                    self.services.metering.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.jobs.stop()
+                if self.scan_jobs is not None:
+                    self.scan_jobs.stop()
+                if self.services.metering is not None:
+                    self.services.metering.stop()  # writes the counters still in memory
                 authorizer = self.services.authorizer
                 if isinstance(authorizer, PolicyAuthorizer):
                     authorizer.audit.flush()

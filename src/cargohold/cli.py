@@ -83,7 +83,11 @@ def serve(
         scheme = "https"
     out = sys.stdout
     out.write(f"cargohold listening on {scheme}://{cfg.public_host} (data: {cfg.data_path})\n")
-    if created:
+    if created and os.environ.get("CARGOHOLD_ROOT_SECRET_ACCESS_KEY"):
+        # The operator chose the secret: never echo it into the console (and so into logs).
+        out.write(f"Root access key {created[0]} created from CARGOHOLD_ROOT_ACCESS_KEY_ID/"
+                  f"CARGOHOLD_ROOT_SECRET_ACCESS_KEY (saved with mode 0600 in {cfg.data_path / CREDENTIALS_FILE}).\n")
+    elif created:
         out.write("Root access key created (shown once; also saved with mode 0600 in "
                   f"{cfg.data_path / CREDENTIALS_FILE}):\n"
                   f"  aws_access_key_id     = {created[0]}\n  aws_secret_access_key = {created[1]}\n")
@@ -378,6 +382,21 @@ def repos(data_dir: DataDirOpt = None, config: ConfigOpt = None, fmt: FormatOpt 
     services.meta.engine.dispose()
 
 
+@app.command()
+def usage(
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    fmt: FormatOpt = "table",
+    months: Annotated[int, typer.Option(help="Calendar months to show, ending with this one.")] = 3,
+    account: AccountOpt = None,
+    snapshot: Annotated[bool, typer.Option("--snapshot", help="Sample storage now first (writes one sample).")] = False,
+) -> None:
+    """Usage and cost per repository and month (storage GB-months, transfer), totals and a projection."""
+    from cargohold.cli_usage import run_usage
+    logging.basicConfig(level="WARNING")
+    run_usage(_config(config, data_dir=data_dir), fmt, months, account, snapshot)
+
+
 lifecycle_app = typer.Typer(help="Lifecycle policies.", no_args_is_help=True)
 app.add_typer(lifecycle_app, name="lifecycle")
 
@@ -408,6 +427,16 @@ def version() -> None:
     """Print the version."""
     from cargohold import __version__
     typer.echo(__version__)
+
+
+def _scan_commands() -> None:
+    from cargohold import cli_scan
+    app.add_typer(cli_scan.vulndb_app, name="vulndb")
+    app.command("sbom")(cli_scan.sbom)
+    app.command("scan")(cli_scan.scan)
+
+
+_scan_commands()
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import tomllib
@@ -39,6 +40,19 @@ class Config:
     endpoints: list[str] = field(default_factory=list)  # extra listeners "HOST:PORT=vpce-id"
     trusted_proxies: list[str] = field(default_factory=list)  # CIDRs whose X-Forwarded-For is believed
     audit: bool = True  # record every authorization decision in the audit trail
+    # Vulnerability scanning (services/scanning): background scan threads, size caps, the OSV feed.
+    scan_workers: int = 1  # scans run in this many background threads per server process
+    scan_max_layer_bytes: int = 8 << 30  # uncompressed bytes read from one layer before the scan fails
+    scan_max_file_bytes: int = 512 << 20  # an RPM database, Java archive or executable larger is skipped
+    vulndb_urls: list[str] = field(default_factory=list)  # OSV all.zip URLs to refresh from (empty: never)
+    vulndb_refresh_interval: int = 86400  # seconds between refreshes from vulndb_urls
+    # Usage and cost (services/metering.py): client networks whose transfer is free, ECR's prices, cadence.
+    same_region_networks: list[str] = field(default_factory=lambda: [
+        "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"])
+    price_storage_gb_month: float = 0.10  # USD per GB-month stored (GB = 2**30 bytes)
+    price_transfer_internet_gb: float = 0.09  # USD per GB pulled from outside same_region_networks
+    metering_flush_seconds: float = 5.0  # how often in-process transfer counters reach the database
+    metering_snapshot_seconds: float = 900.0  # how often storage is sampled (0: never)
 
     @property
     def data_path(self) -> Path:
@@ -68,6 +82,11 @@ def _coerce(value: Any, default: Any, name: str) -> Any:
         if text in ("0", "false", "no", "off", ""):
             return False
         raise ValueError(f"{name}: expected a boolean, got {value!r}")
+    if isinstance(default, float):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}: expected a number, got {value!r}") from None
     if isinstance(default, int):
         try:
             return int(value)
@@ -106,6 +125,13 @@ def load_config(config_file: str | None = None, overrides: dict[str, Any] | None
             setattr(cfg, name, _coerce(value, getattr(cfg, name), name))
     if not (len(cfg.account_id) == 12 and cfg.account_id.isdigit()):
         raise ValueError(f"account_id must be 12 digits, got {cfg.account_id!r}")
+    for network in cfg.same_region_networks:
+        try:
+            ipaddress.ip_network(network.strip(), strict=False)
+        except ValueError:
+            raise ValueError(f"same_region_networks: not a network: {network!r}") from None
+    if cfg.price_storage_gb_month < 0 or cfg.price_transfer_internet_gb < 0:
+        raise ValueError("prices cannot be negative")
     return cfg
 
 

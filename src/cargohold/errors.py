@@ -72,6 +72,7 @@ class Kind(enum.Enum):
     LIFECYCLE_POLICY_NOT_FOUND = "LIFECYCLE_POLICY_NOT_FOUND"
     LIFECYCLE_PREVIEW_NOT_FOUND = "LIFECYCLE_PREVIEW_NOT_FOUND"
     LIFECYCLE_PREVIEW_IN_PROGRESS = "LIFECYCLE_PREVIEW_IN_PROGRESS"
+    SCAN_NOT_FOUND = "SCAN_NOT_FOUND"
     UNKNOWN = "UNKNOWN"
 
 
@@ -175,6 +176,7 @@ TABLE: dict[Kind, Row] = {
                                           "lifecycle policy preview not found", "NoSuchEntity", 404),
     Kind.LIFECYCLE_PREVIEW_IN_PROGRESS: Row("DENIED", 409, "LifecyclePolicyPreviewInProgressException", 400,
                                             "a lifecycle policy preview is in progress", "Conflict", 409),
+    Kind.SCAN_NOT_FOUND: Row("MANIFEST_UNKNOWN", 404, "ScanNotFoundException", 400, "image scan not found"),
     Kind.UNKNOWN: Row("UNKNOWN", 500, "ServerException", 500, "unknown error"),
 }
 

@@ -27,6 +27,7 @@ from cargohold.http.context import ContextFactory
 from cargohold.http.errors import challenges, oci_error
 from cargohold.services.content import Content
 from cargohold.services.identity import Identity
+from cargohold.services.metering import PULL, PUSH, Metering
 from cargohold.services.repositories import Caller
 from cargohold.services.uploads import Uploads, range_headers
 
@@ -109,9 +110,11 @@ class FileSend(Response):
     """A blob body: pathsend when the server supports it, else a threaded read loop."""
 
     def __init__(self, path: str, size: int, start: int, end: int, status: int,
-                 headers: dict[str, str], reader: Callable[[int, int], Any]) -> None:
+                 headers: dict[str, str], reader: Callable[[int, int], Any],
+                 on_sent: Callable[[int], None] | None = None) -> None:
         super().__init__(None, status_code=status, headers=headers)
         self.path, self.size, self.start, self.end, self.reader = path, size, start, end, reader
+        self.on_sent = on_sent  # told the body bytes handed to the server (metering)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status_code,
@@ -119,20 +122,30 @@ class FileSend(Response):
         whole = self.start == 0 and self.end == self.size
         if whole and self.size and "http.response.pathsend" in scope.get("extensions", {}):
             await send({"type": "http.response.pathsend", "path": self.path})
+            if self.on_sent is not None:
+                self.on_sent(self.size)
             return
         chunks = self.reader(self.start, self.end)
-        while True:
-            chunk = await to_thread.run_sync(next, chunks, None)
-            if chunk is None:
-                break
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        sent = 0
+        try:
+            while True:
+                chunk = await to_thread.run_sync(next, chunks, None)
+                if chunk is None:
+                    break
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                sent += len(chunk)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            if self.on_sent is not None:
+                self.on_sent(sent)
 
 
 class OciApi:
     def __init__(self, identity: Identity, content: Content, uploads: Uploads, service: str,
-                 max_page: int = MAX_PAGE, contexts: ContextFactory | None = None) -> None:
+                 max_page: int = MAX_PAGE, contexts: ContextFactory | None = None,
+                 meter: Metering | None = None) -> None:
         self.contexts = contexts or ContextFactory()
+        self.meter = meter
         self.identity = identity
         self.content = content
         self.uploads = uploads
@@ -148,7 +161,18 @@ class OciApi:
 
     def _caller(self, request: Request) -> Caller:
         principal = self.identity.authenticate_header(request.headers.get("authorization"))
-        return Caller(principal, self.contexts(request), registry_from_host(request.headers.get("host", "")))
+        caller = Caller(principal, self.contexts(request), registry_from_host(request.headers.get("host", "")))
+        request.scope["cargohold.caller"] = caller  # for metering the bytes this request moves
+        return caller
+
+    def _metered(self, request: Request, name: str, direction: str) -> Callable[[int], None]:
+        """A callback counting bytes moved for the authenticated caller of this request."""
+        def count(nbytes: int) -> None:
+            caller: Caller | None = request.scope.get("cargohold.caller")
+            if self.meter is not None and caller is not None:
+                self.meter.record(self.content.repos.registry_of(caller), name, caller.principal.arn,
+                                  caller.context.source_ip, direction, nbytes)
+        return count
 
     async def caller(self, request: Request) -> Caller:
         return await to_thread.run_sync(self._caller, request)
@@ -232,10 +256,13 @@ class OciApi:
             row = await self.call(request, self.content.get_manifest, name, ref, head=head)
             headers = {"Docker-Content-Digest": row.digest, "ETag": f'"{row.digest}"',
                        "Content-Length": str(row.size)}
+            if not head:
+                self._metered(request, name, PULL)(row.size)
             return Response(b"" if head else row.content, media_type=row.media_type, headers=headers)
         if request.method == "PUT":
             caller = await self.caller(request)
             body = await read_limited(request, MAX_MANIFEST_BYTES)
+            self._metered(request, name, PUSH)(len(body))
             result = await to_thread.run_sync(
                 lambda: self.content.put_manifest(caller, name, ref, body,
                                                   request.headers.get("content-type")))
@@ -282,7 +309,7 @@ class OciApi:
         if info.path is None:
             raise RegistryError(Kind.UNKNOWN, "blob store offers no local path")
         return FileSend(info.path, info.size, start, end, status, headers,
-                        lambda a, b: self.content.blobs.read(digest, a, b))
+                        lambda a, b: self.content.blobs.read(digest, a, b), self._metered(request, name, PULL))
 
     # -- uploads ----------------------------------------------------------------------------
 
@@ -290,9 +317,17 @@ class OciApi:
         return {"Location": f"/v2/{name}/blobs/uploads/{upload_id}", "Docker-Upload-UUID": upload_id,
                 **range_headers(offset)}
 
-    @staticmethod
-    def _body(request: Request) -> AsyncIterator[bytes]:
-        return request.stream()
+    def _body(self, request: Request, name: str = "") -> AsyncIterator[bytes]:
+        return request.stream() if self.meter is None else self._counted(request, name)
+
+    async def _counted(self, request: Request, name: str) -> AsyncIterator[bytes]:
+        received = 0
+        try:
+            async for chunk in request.stream():
+                received += len(chunk)
+                yield chunk
+        finally:
+            self._metered(request, name, PUSH)(received)
 
     async def on_uploads(self, request: Request, params: dict[str, str]) -> Response:
         name = params["name"]
@@ -306,7 +341,7 @@ class OciApi:
                     "Location": f"/v2/{name}/blobs/{mount}", "Docker-Content-Digest": mount})
         digest = query.get("digest")
         if digest is not None:
-            await self.uploads.monolithic(caller, name, digest, self._body(request))
+            await self.uploads.monolithic(caller, name, digest, self._body(request, name))
             return Response(b"", status_code=201, headers={
                 "Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": digest})
         upload_id = await to_thread.run_sync(self.uploads.start, caller, name)
@@ -323,12 +358,12 @@ class OciApi:
             return Response(b"", status_code=204)
         content_range = _parse_content_range(request.headers.get("content-range"))
         if request.method == "PATCH":
-            offset = await self.uploads.append(caller, name, upload_id, self._body(request), content_range)
+            offset = await self.uploads.append(caller, name, upload_id, self._body(request, name), content_range)
             return Response(b"", status_code=202, headers=self._upload_headers(name, upload_id, offset))
         digest = request.query_params.get("digest")
         if digest is None:
             raise RegistryError(Kind.DIGEST_INVALID, "the digest query parameter is required")
-        body = self._body(request) if _has_body(request) else None
+        body = self._body(request, name) if _has_body(request) else None
         await self.uploads.complete(caller, name, upload_id, digest, body, content_range)
         return Response(b"", status_code=201, headers={
             "Location": f"/v2/{name}/blobs/{quote(digest)}", "Docker-Content-Digest": digest})
@@ -344,9 +379,21 @@ class OciApi:
             if info.path is None:
                 raise RegistryError(Kind.UNKNOWN, "blob store offers no local path")
             return FileSend(info.path, info.size, 0, info.size, 200, headers,
-                            lambda a, b: self.content.blobs.read(info.digest, a, b))
+                            lambda a, b: self.content.blobs.read(info.digest, a, b),
+                            self._grant_meter(request, grant))
         except RegistryError as err:
             return oci_error(err)
+
+    def _grant_meter(self, request: Request, grant: str) -> Callable[[int], None] | None:
+        """Metering for a download URL: the grant names the account, repository and (if recent) principal."""
+        box = self.content.repos.box
+        payload = box.verify(grant) if self.meter is not None and box is not None else None
+        if payload is None:
+            return None
+        meter, source_ip = self.meter, self.contexts.source_ip(request)
+        assert meter is not None
+        return lambda nbytes: meter.record(str(payload.get("a")), str(payload.get("r")), str(payload.get("p", "")),
+                                           source_ip, PULL, nbytes)
 
     async def token(self, request: Request) -> Response:
         """GET /token (Docker token auth): Basic credentials in, a Bearer token out."""

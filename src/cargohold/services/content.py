@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import fnmatch
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +17,7 @@ from cargohold.storage.blobs.base import BlobStore
 from cargohold.storage.meta.store import ManifestRow, MetadataStore, NewManifest, Repository
 
 PULL_RECORD_INTERVAL_MS = 60_000  # lastRecordedPullTime is approximate, as on ECR
+log = logging.getLogger("cargohold.content")
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,15 @@ class BlobInfo:
 class PutResult:
     digest: str
     subject: str | None
+
+
+@dataclass(frozen=True)
+class ManifestPushed:
+    """What push observers (e.g. scan on push, wired by the composition root) are told."""
+    repository: Repository
+    digest: str
+    media_type: str
+    tag: str | None
 
 
 def tag_is_immutable(repo: Repository, tag: str) -> bool:
@@ -45,10 +57,14 @@ def tag_is_immutable(repo: Repository, tag: str) -> bool:
 
 
 class Content:
-    def __init__(self, meta: MetadataStore, blobs: BlobStore, repos: Repositories) -> None:
+    def __init__(self, meta: MetadataStore, blobs: BlobStore, repos: Repositories,
+                 link_refresh_ms: int = 1_800_000) -> None:
+        self.link_refresh_ms = link_refresh_ms  # half the GC grace window
         self.meta = meta
         self.blobs = blobs
         self.repos = repos
+        # Called after a manifest is stored; must return at once (queue work, never do it here).
+        self.push_observers: list[Callable[[ManifestPushed], None]] = []
 
     # -- blobs ------------------------------------------------------------------------------
 
@@ -56,9 +72,15 @@ class Content:
         parse_digest(digest)
         action = "ecr:BatchCheckLayerAvailability" if head else "ecr:GetDownloadUrlForLayer"
         repo = self.repos.resolve(caller, name, action)
-        size = self.meta.repository_blob_size(repo.id, digest)
-        if size is None:
+        found = self.meta.repository_blob(repo.id, digest)
+        if found is None:
             raise RegistryError(Kind.BLOB_UNKNOWN, f"blob {digest} is not in repository '{name}'")
+        size, linked_at = found
+        now = self.repos.now_ms()
+        if head and now - linked_at > self.link_refresh_ms:
+            # A client that HEADs a blob and skips its upload will reference it soon: restart the
+            # garbage collector's grace window for the link (at most once per half window).
+            self.meta.touch_link(repo.id, digest, now)
         return BlobInfo(digest, size, self.blobs.local_path(digest))
 
     def delete_blob(self, caller: Caller, name: str, digest: str) -> None:
@@ -104,13 +126,23 @@ class Content:
                         Kind.TAG_IMMUTABLE,
                         f"The image tag '{tag}' already exists in the '{name}' repository and cannot "
                         f"be overwritten because the repository is immutable.")
+        image_size = parsed.layer_bytes()
+        if parsed.is_index and parsed.children:
+            # ECR's imageSizeInBytes for a manifest list: "the max size of all manifests in the list".
+            children = self.meta.manifests_by_digest(repo.id, parsed.required_manifests())
+            image_size = max((row.image_size for row in children.values()), default=0)
         new = NewManifest(
             digest=digest, media_type=parsed.media_type, artifact_type=parsed.artifact_type,
             subject_digest=parsed.subject.digest if parsed.subject else None,
             config_digest=parsed.config.digest if parsed.config else None,
-            image_size=parsed.layer_bytes(), annotations=parsed.annotations, content=body,
+            image_size=image_size, annotations=parsed.annotations, content=body,
             blob_refs=parsed.required_blobs(), manifest_refs=parsed.required_manifests())
         self.meta.put_manifest(repo.id, new, tag, self.repos.now_ms())
+        for observer in self.push_observers:
+            try:
+                observer(ManifestPushed(repo, digest, parsed.media_type, tag))
+            except Exception:  # an observer's failure never fails the push
+                log.exception("push observer failed for %s@%s", name, digest)
         return PutResult(digest, new.subject_digest)
 
     def delete_manifest(self, caller: Caller, name: str, reference: str) -> None:

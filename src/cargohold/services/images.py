@@ -166,6 +166,15 @@ class Images:
             self.meta.record_pull(repo.id, digest, now)
         return images, failures
 
+    def inspect(self, caller: Caller, name: str, digest: str) -> Image:
+        """One image with its manifest bytes and tags, for viewing (the console): authorized as
+        ecr:BatchGetImage but, unlike a pull, not recorded as one (lastRecordedPullTime stays)."""
+        repo = self.repos.resolve(caller, name, "ecr:BatchGetImage")
+        row = self.meta.get_manifest(repo.id, digest, with_content=True) if is_digest(digest) else None
+        if row is None:
+            raise RegistryError(Kind.MANIFEST_UNKNOWN, self._not_found_text(ImageId(digest), repo))
+        return Image(row, self.meta.tags_of(repo.id, [digest])[digest])
+
     def batch_delete(self, caller: Caller, name: str, ids: Sequence[ImageId]
                      ) -> tuple[list[ImageId], list[Failure]]:
         """By tag: remove the tag (and the image with its last tag, as ECR does); by digest: the image."""

@@ -23,6 +23,9 @@ from cargohold.storage.meta.iam import AuditEvent, IamStore
 from cargohold.storage.meta.store import MetadataStore, Repository
 
 LIFECYCLE_PRINCIPAL = "arn:aws:iam::{account}:cargohold/lifecycle"
+# A preview still IN_PROGRESS this long after it started was abandoned (the process evaluating it stopped):
+# it reads as FAILED and no longer blocks a new preview.
+PREVIEW_ABANDONED_MS = 15 * 60 * 1000
 
 
 def _dt(ms: int | None) -> datetime.datetime | None:
@@ -95,6 +98,24 @@ class Lifecycle:
         moment = datetime.datetime.fromtimestamp(now, datetime.UTC)
         return select_expired(policy, self._facts(repo), moment)
 
+    def _held(self, repo: Repository, chosen: list[Expiry]) -> set[str]:
+        """Chosen images that an index outside the expiring set (directly or not) still references.
+
+        A run never deletes an image an index references (MetadataStore.expire_manifest), so previews
+        and dry runs leave these out; an index that expires with its children goes first.
+        """
+        digests = {e.digest for e in chosen}
+        parents = {d: self.meta.parents_of(repo.id, d) for d in digests}
+        held: set[str] = set()
+        changed = True
+        while changed:
+            changed = False
+            for digest in digests - held:
+                if any(p not in digests or p in held for p in parents[digest]):
+                    held.add(digest)
+                    changed = True
+        return held
+
     def start_preview(self, caller: Caller, name: str, text: str | None) -> tuple[Repository, str]:
         repo = self.repos.resolve(caller, name, "ecr:StartLifecyclePolicyPreview")
         policy = text if text is not None else repo.lifecycle_policy
@@ -102,10 +123,10 @@ class Lifecycle:
             raise self._not_found(repo)
         self._check(policy)
         existing = self.meta.get_preview(repo.id)
-        if existing is not None and existing[1] == "IN_PROGRESS":
+        now = self.clock()
+        if existing is not None and existing[1] == "IN_PROGRESS" and not self._abandoned(repo, now):
             raise RegistryError(Kind.LIFECYCLE_PREVIEW_IN_PROGRESS,
                                 "The previous lifecycle policy preview request has not completed. Wait and try again.")
-        now = self.clock()
         self.meta.save_preview(repo.id, policy, "IN_PROGRESS", None, int(now * 1000))
         # Evaluated off the request path, like ECR: the caller polls GetLifecyclePolicyPreview.
         threading.Thread(target=self._preview, args=(repo, policy, now), daemon=True).start()
@@ -113,9 +134,11 @@ class Lifecycle:
 
     def _preview(self, repo: Repository, policy: str, now: float) -> None:
         try:
+            chosen = self.evaluate(repo, policy, now)
+            held = self._held(repo, chosen)
             results = [{"imageDigest": e.digest, "imageTags": list(e.tags),
                         "imagePushedAt": e.pushed_at.timestamp(), "appliedRulePriority": e.rule_priority}
-                       for e in self.evaluate(repo, policy, now)]
+                       for e in chosen if e.digest not in held]
             self.meta.save_preview(repo.id, policy, "COMPLETE", results, int(now * 1000))
         except Exception:
             self.meta.save_preview(repo.id, policy, "FAILED", None, int(now * 1000))
@@ -128,7 +151,13 @@ class Lifecycle:
                                 f"Lifecycle policy preview does not exist for the repository with name "
                                 f"'{repo.name}' in the registry with id '{repo.account_id}'")
         policy, status, results = found
+        if status == "IN_PROGRESS" and self._abandoned(repo, self.clock()):
+            status = "FAILED"
         return repo, policy, status, results or []
+
+    def _abandoned(self, repo: Repository, now: float) -> bool:
+        started = self.meta.preview_started_at(repo.id)
+        return started is not None and now * 1000 - started > PREVIEW_ABANDONED_MS
 
     # -- runs -------------------------------------------------------------------------------
 
@@ -144,14 +173,22 @@ class Lifecycle:
                 chosen = self.evaluate(repo, repo.lifecycle_policy, started)
             except LifecyclePolicyError:
                 continue
+            held = self._held(repo, chosen)
+            chosen = [e for e in chosen if e.digest not in held]
+            deleted_now: set[str] = set()
+            pending = [] if dry_run else chosen
+            while pending:  # an index goes before the children it references: retry what a deletion freed
+                done = {e.digest for e in pending if self.meta.expire_manifest(repo.id, e.digest, started_ms)}
+                deleted_now |= done
+                pending = [e for e in pending if e.digest not in done] if done else []
             for expiry in chosen:
-                deleted = False if dry_run else self.meta.expire_manifest(repo.id, expiry.digest, started_ms)
+                deleted = expiry.digest in deleted_now
                 out.append(Expired(repo.name, expiry, deleted))
                 if deleted:
                     events.append(AuditEvent(
                         at=int(self.clock() * 1000), request_id=uuid.uuid4().hex,
                         principal_arn=LIFECYCLE_PRINCIPAL.format(account=repo.account_id),
-                        action="ecr:BatchDeleteImage", resource=f"{self.repos.arn(repo.name)}@{expiry.digest}",
+                        action="ecr:BatchDeleteImage", resource=f"{self.repos.arn(repo.name, repo.account_id)}@{expiry.digest}",
                         source_ip="", endpoint_id="", allowed=True, reason="lifecycle",
                         policy=f"lifecycle rule {expiry.rule_priority}", statement=None))
             if not dry_run:

@@ -41,10 +41,14 @@ class Policies:
     def _locks_out(self, caller: Caller, name: str, text: str) -> bool:
         """Would this policy explicitly deny the caller ecr:SetRepositoryPolicy from now on?"""
         policy = parse_policy(text, resource_policy=True)
-        facts = RequestFacts(action="ecr:SetRepositoryPolicy", resource=self.repos.arn(name),
-                             principal_arn=caller.principal.arn, principal_account=caller.principal.account_id,
-                             context={"aws:SourceIp": caller.context.source_ip,
-                                      "aws:PrincipalArn": caller.principal.arn})
+        context: dict[str, object] = {"aws:SourceIp": caller.context.source_ip,
+                                      "aws:PrincipalArn": caller.principal.arn}
+        if caller.context.endpoint_id:
+            context["aws:SourceVpce"] = caller.context.endpoint_id
+        arn = self.repos.arn(name, self.repos.registry_of(caller))
+        facts = RequestFacts(action="ecr:SetRepositoryPolicy", resource=arn, principal_arn=caller.principal.arn,
+                             principal_account=caller.principal.account_id,
+                             context=context)
         decision = evaluate(facts, [], [("new policy", policy)], resource_account=self.repos.registry_of(caller),
                             is_account_root=caller.principal.kind == "root")
         return decision.reason == "explicit_deny"

@@ -34,6 +34,8 @@ _CLASSES: dict[str, type[uv.Version]] = {
     "SEMVER": uv.SemverVersion,
 }
 _GO_PREFIX = re.compile(r"^(?:go|v)(?=\d)")
+# apk's post-release suffixes univers does not know; each sorts after the bare version, as _p does.
+_APK_POST = re.compile(r"_(?:cvs|svn|git|hg)(?=\d|-|$)")
 
 
 def base_ecosystem(ecosystem: str) -> str:
@@ -54,6 +56,8 @@ def _clean(ecosystem: str, text: str) -> str:
     base = base_ecosystem(ecosystem)
     if base in ("Go", "SEMVER", "npm", "crates.io"):
         text = _GO_PREFIX.sub("", text)
+    elif base in ("Alpine", "Wolfi", "Chainguard"):
+        text = _APK_POST.sub("_p", text)
     return text
 
 

@@ -9,6 +9,7 @@ Pure functions of their input: no I/O, no clock.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from html import escape
@@ -56,10 +57,35 @@ def nice_ceiling(value: float) -> float:
     return float(10 * power)  # pragma: no cover - the loop always returns
 
 
-def ticks(maximum: float, count: int = 4) -> list[float]:
-    """Evenly spaced gridline values from 0 to a nice ceiling of maximum."""
-    top = nice_ceiling(maximum)
+def ticks(maximum: float, count: int = 4, *, binary: bool = False) -> list[float]:
+    """Evenly spaced gridline values from 0 to a nice ceiling of maximum (in powers of 1024 when binary,
+    so that byte axes read 256 KiB, 512 KiB... rather than 2.4 KiB, 4.9 KiB...)."""
+    scale = 1.0
+    if binary and maximum >= 1024:
+        scale = 1024.0 ** math.floor(math.log(maximum, 1024))
+    top = nice_ceiling(maximum / scale) * scale
     return [top * i / count for i in range(count + 1)]
+
+
+_NUMBER = re.compile(r"^(.*?)(-?[\d,]*\.?\d+(?:e[-+]?\d+)?)(.*)$")
+
+
+def tick_labels(values: Sequence[float], fmt: Format) -> list[str]:
+    """fmt for each tick; when that rounds ticks to the same text (tiny costs: "$0.00" five times),
+    the same prefix and unit around as many decimals as the tick step needs."""
+    labels = [fmt(v) for v in values]
+    if len(set(labels)) == len(labels) or len(values) < 2:
+        return labels
+    step = values[1] - values[0]
+    decimals = max(0, -math.floor(math.log10(step)) + 1) if step > 0 else 2
+    m = _NUMBER.match(fmt(values[-1]))
+    prefix, suffix = (m[1], m[3]) if m else ("", "")
+    return [f"{prefix}{v:,.{decimals}f}{suffix}" for v in values]
+
+
+def text_width(text: str, size: int = 11) -> float:
+    """A generous estimate of rendered width (no font metrics on the server)."""
+    return len(text) * size * 0.62
 
 
 def _num(value: float) -> str:
@@ -130,22 +156,27 @@ def _empty(ident: str, title: str, width: int, height: int) -> Chart:
 
 
 def _axes(width: int, height: int, left: float, top: float, bottom: float, top_value: float,
-          grid: Sequence[float], fmt: Format) -> tuple[list[str], Callable[[float], float]]:
+          grid: Sequence[float], labels: Sequence[str]) -> tuple[list[str], Callable[[float], float]]:
     plot_h = height - top - bottom
 
     def y_of(v: float) -> float:
         return top + plot_h - (v / top_value) * plot_h if top_value else top + plot_h
 
     out = ['<g class="grid" aria-hidden="true">']
-    for g in grid:
+    for g, label in zip(grid, labels, strict=True):
         y = y_of(g)
         out.append(f'<line x1="{_num(left)}" y1="{_num(y)}" x2="{_num(width - 10)}" y2="{_num(y)}" '
                    f'stroke="{GRID_COLOR}" stroke-width="1"/>')
-        out.append(_text(left - 6, y + 4, fmt(g), anchor="end", size=11))
+        out.append(_text(left - 6, y + 4, label, anchor="end", size=11))
     out.append(f'<line x1="{_num(left)}" y1="{_num(y_of(0))}" x2="{_num(width - 10)}" y2="{_num(y_of(0))}" '
                f'stroke="{TEXT_COLOR}" stroke-width="1"/>')
     out.append("</g>")
     return out, y_of
+
+
+def _left(labels: Sequence[str]) -> float:
+    """The plot's left edge: room for the widest y-axis label."""
+    return max(48.0, 14 + max(text_width(t) for t in labels))
 
 
 def _x_labels(categories: Sequence[str], centers: Sequence[float], y: float) -> list[str]:
@@ -159,7 +190,7 @@ def _x_labels(categories: Sequence[str], centers: Sequence[float], y: float) -> 
 
 
 def bar_chart(ident: str, title: str, categories: Sequence[str], series: Sequence[Series], *,
-              fmt: Format = plain, stacked: bool = False, label: str = "Month",
+              fmt: Format = plain, stacked: bool = False, label: str = "Month", binary: bool = False,
               width: int = 640, height: int = 300) -> Chart:
     """Vertical bars per category: grouped side by side, or stacked."""
     values = [v for s in series for v in s.values if v is not None]
@@ -170,12 +201,13 @@ def bar_chart(ident: str, title: str, categories: Sequence[str], series: Sequenc
         maximum = max(sums)
     else:
         maximum = max(values)
-    grid = ticks(max(maximum, 0.0))
-    left, top, bottom = 76.0, 34.0 if len(series) > 1 else 14.0, 30.0
+    grid = ticks(max(maximum, 0.0), binary=binary)
+    labels = tick_labels(grid, fmt)
+    left, top, bottom = _left(labels), 34.0 if len(series) > 1 else 14.0, 30.0
     parts = _open(ident, title, _describe("Bar chart", categories, series, fmt), width, height)
     if len(series) > 1:
         parts += _legend(series, left, 18, lines=False)
-    axes, y_of = _axes(width, height, left, top, bottom, grid[-1], grid, fmt)
+    axes, y_of = _axes(width, height, left, top, bottom, grid[-1], grid, labels)
     parts += axes
     slot = (width - 10 - left) / len(categories)
     group_w = slot * 0.7
@@ -208,17 +240,19 @@ def bar_chart(ident: str, title: str, categories: Sequence[str], series: Sequenc
 
 
 def line_chart(ident: str, title: str, categories: Sequence[str], series: Sequence[Series], *,
-               fmt: Format = plain, label: str = "Month", width: int = 640, height: int = 300) -> Chart:
+               fmt: Format = plain, label: str = "Month", binary: bool = False,
+               width: int = 640, height: int = 300) -> Chart:
     """One line per series; None values leave a gap. Each point is a marker with its own tooltip."""
     values = [v for s in series for v in s.values if v is not None]
     if not categories or not values:
         return _empty(ident, title, width, height)
-    grid = ticks(max(max(values), 0.0))
-    left, top, bottom = 76.0, 34.0 if len(series) > 1 else 14.0, 30.0
+    grid = ticks(max(max(values), 0.0), binary=binary)
+    labels = tick_labels(grid, fmt)
+    left, top, bottom = _left(labels), 34.0 if len(series) > 1 else 14.0, 30.0
     parts = _open(ident, title, _describe("Line chart", categories, series, fmt), width, height)
     if len(series) > 1:
         parts += _legend(series, left, 18, lines=True)
-    axes, y_of = _axes(width, height, left, top, bottom, grid[-1], grid, fmt)
+    axes, y_of = _axes(width, height, left, top, bottom, grid[-1], grid, labels)
     parts += axes
     slot = (width - 10 - left) / len(categories)
     centers = [left + slot * (i + 0.5) for i in range(len(categories))]
@@ -235,7 +269,7 @@ def line_chart(ident: str, title: str, categories: Sequence[str], series: Sequen
             runs[-1].append(f"{_num(x)},{_num(y)}")
             markers.append(f'<circle cx="{_num(x)}" cy="{_num(y)}" r="4" fill="{color}">'
                            f'<title>{escape(f"{s.name}, {categories[i]}: {fmt(value)}")}</title></circle>')
-        parts.append(f'<g class="series">')
+        parts.append('<g class="series">')
         for run in runs:
             if len(run) > 1:
                 parts.append(f'<polyline points="{" ".join(run)}" fill="none" stroke="{color}" '
@@ -256,8 +290,8 @@ def hbar_chart(ident: str, title: str, items: Sequence[tuple[str, float]], *, fm
     height = max(80, top * 2 + row_h * len(items))
     if not items:
         return _empty(ident, title, width, height)
-    name_w = min(240.0, 16 + 7.0 * max(len(k) for k, _ in items))
-    value_w = 16 + 7.0 * max(len(fmt(v)) for _, v in items)
+    name_w = min(240.0, 16 + max(text_width(k, 12) for k, _ in items))
+    value_w = 16 + max(text_width(fmt(v), 12) for _, v in items)
     plot_w = max(width - name_w - value_w - 10, 40.0)
     top_value = max(v for _, v in items) or 1.0
     series = [Series(value_label, [v for _, v in items])]
@@ -268,11 +302,12 @@ def hbar_chart(ident: str, title: str, items: Sequence[tuple[str, float]], *, fm
     parts.append('<g class="bars">')
     for i, (name, value) in enumerate(items):
         y = top + i * row_h
-        shown = name if len(name) * 7.0 + 16 <= name_w else name[: int((name_w - 16) / 7.0) - 1] + "…"
+        shown = name if text_width(name, 12) + 16 <= name_w else name[: int((name_w - 16) / (12 * 0.62)) - 1] + "…"
         parts.append(_text(name_w - 8, y + row_h / 2 + 4, shown, anchor="end"))
         w = plot_w * value / top_value
         parts.append(f'<rect x="{_num(name_w)}" y="{_num(y + 4)}" width="{_num(max(w, 1))}" '
-                     f'height="{row_h - 8}" fill="{PALETTE[0]}"><title>{escape(f"{name}: {fmt(value)}")}</title></rect>')
+                     f'height="{row_h - 8}" fill="{PALETTE[0]}">'
+                     f'<title>{escape(f"{name}: {fmt(value)}")}</title></rect>')
         parts.append(_text(name_w + w + 6, y + row_h / 2 + 4, fmt(value)))
     parts.append("</g></svg>")
     columns, rows = _table(label, names, series, fmt)

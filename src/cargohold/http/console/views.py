@@ -8,9 +8,18 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from cargohold.domain.manifests import INDEX_TYPES
+from cargohold.domain.manifests import DOCKER_IMAGE_CONFIG, INDEX_TYPES, OCI_IMAGE_CONFIG
 
 SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED")
+
+
+def image_kind(media_type: str, artifact_type: str | None) -> str:
+    """What the images table calls a manifest: an image index, a container image or another artifact."""
+    if media_type in INDEX_TYPES:
+        return "Image index"
+    if artifact_type and artifact_type not in (OCI_IMAGE_CONFIG, DOCKER_IMAGE_CONFIG):
+        return "Artifact"
+    return "Image"
 
 
 def human_bytes(size: int | float | None) -> str:
@@ -63,7 +72,7 @@ class PushCommand:
 
 def push_commands(repository_uri: str, name: str, endpoint_url: str, region: str, host: str) -> list[PushCommand]:
     """The ECR console's "View push commands", with this registry's endpoint and real repository URI."""
-    local = name.rsplit("/", 1)[-1]
+    local = name  # as ECR's console does: the local image is named like the repository
     q = shlex.quote
     return [
         PushCommand("Retrieve an authentication token and authenticate your Docker client to your registry",

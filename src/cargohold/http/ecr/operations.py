@@ -13,7 +13,7 @@ from anyio import to_thread
 from cargohold.domain.digests import is_digest
 from cargohold.errors import Kind, RegistryError
 from cargohold.http.ecr.api import EcrApi
-from cargohold.services.identity import Identity
+from cargohold.services.identity import Identity, ResourceFacts
 from cargohold.services.images import Failure, Image, ImageId, Images
 from cargohold.services.repositories import Caller, RepositoryAdmin
 from cargohold.services.uploads import Uploads
@@ -71,6 +71,8 @@ class EcrOperations:
         self.public_host = public_host
         self.scheme = scheme
         self.account_id = admin.repos.account_id
+        # Optional extra imageDetail members per digest (e.g. scan status), set by the composition root.
+        self.image_extras: Callable[[str, str, list[str]], dict[str, dict[str, Any]]] | None = None
         for name in dir(self):
             if name[:1].isupper():
                 api.register(name, getattr(self, name))
@@ -79,7 +81,7 @@ class EcrOperations:
 
     def repository(self, repo: Repository) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "repositoryArn": self.admin.repos.arn(repo.name), "registryId": repo.account_id,
+            "repositoryArn": self.admin.repos.arn(repo.name, repo.account_id), "registryId": repo.account_id,
             "repositoryName": repo.name,
             "repositoryUri": f"{self.registry_host(repo.account_id)}/{repo.name}",
             "createdAt": _seconds(repo.created_at), "imageTagMutability": repo.tag_mutability,
@@ -181,14 +183,15 @@ class EcrOperations:
         return {"registryId": self.registry(caller), "replicationConfiguration": {"rules": []}}
 
     async def GetAuthorizationToken(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:
+        # An action on the caller's own account (resource "*"), decided by its own identity policies.
         await _run(self.admin.repos.authorizer.authorize, caller.principal, "ecr:GetAuthorizationToken", "*",
-                   caller.context)
+                   caller.context, ResourceFacts(account_id=caller.principal.account_id))
         token, expires = self.identity.issue_token(caller.principal)
         password = base64.b64encode(f"AWS:{token}".encode()).decode()
         return {"authorizationData": [
             {"authorizationToken": password, "expiresAt": float(expires),
              "proxyEndpoint": f"{self.scheme}://{self.registry_host(registry)}"}
-            for registry in (p.get("registryIds") or [self.account_id])]}
+            for registry in (p.get("registryIds") or [caller.principal.account_id])]}
 
     def registry_host(self, registry: str) -> str:
         """The home account's registry is the plain host; another account's is <account>.<host>, as on ECR."""
@@ -215,6 +218,10 @@ class EcrOperations:
                                     _cursor(p), self._limit(p, 100))
         registry = self.registry(caller)
         out: dict[str, Any] = {"imageDetails": [self.image_detail(registry, p["repositoryName"], i) for i in images]}
+        if self.image_extras is not None and images:
+            extras = await _run(self.image_extras, registry, p["repositoryName"], [i.row.digest for i in images])
+            for detail in out["imageDetails"]:
+                detail.update(extras.get(detail["imageDigest"], {}))
         if cursor:
             out["nextToken"] = _token(cursor)
         return out
@@ -274,7 +281,8 @@ class EcrOperations:
         name, digest = p["repositoryName"], p["layerDigest"]
         await _run(self.images.layer_for_download, caller, name, digest)
         expires = int(self.identity.clock()) + DOWNLOAD_URL_TTL
-        grant = self.identity.box.sign({"a": self.registry(caller), "r": name, "d": digest, "e": expires})
+        grant = self.identity.box.sign({"a": self.registry(caller), "r": name, "d": digest, "e": expires,
+                                        "p": caller.principal.arn})  # p: who pulls, for usage metering
         return {"downloadUrl": f"{self.scheme}://{self.public_host}/download/{grant}", "layerDigest": digest}
 
     async def InitiateLayerUpload(self, caller: Caller, p: dict[str, Any]) -> dict[str, Any]:

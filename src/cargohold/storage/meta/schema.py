@@ -209,3 +209,46 @@ lifecycle_previews = Table(
     Column("results", JSON, nullable=True),
     Column("created_at", BigInteger, nullable=False),
 )
+
+# -- usage metering (storage/meta/metering.py) -------------------------------------------------------
+# Repositories are named, not referenced by id: a bill outlives a deleted repository.
+
+usage_transfer = Table(
+    "usage_transfer", metadata,
+    Column("hour", BigInteger, primary_key=True),  # start of the hour bucket, ms
+    Column("account_id", String(12), primary_key=True),  # the registry the repository belongs to
+    Column("repository", String(256), primary_key=True),
+    Column("principal_arn", String(512), primary_key=True),  # "" when unknown
+    Column("direction", String(8), primary_key=True),  # pull | push
+    Column("network", String(16), primary_key=True),  # same_region | internet
+    Column("bytes", BigInteger, nullable=False),
+    Column("requests", BigInteger, nullable=False),
+)
+Index("ix_usage_transfer_account_hour", usage_transfer.c.account_id, usage_transfer.c.hour)
+
+usage_storage = Table(
+    "usage_storage", metadata,  # a row whenever a repository's storage changed (sampled hourly or more often)
+    Column("account_id", String(12), primary_key=True),
+    Column("repository", String(256), primary_key=True),
+    Column("hour", BigInteger, primary_key=True),  # start of the hour the sample stands for, ms
+    Column("billed_bytes", BigInteger, nullable=False),  # after splitting shared blobs among their holders
+    Column("stored_bytes", BigInteger, nullable=False),  # everything the repository holds
+    Column("shared_bytes", BigInteger, nullable=False),  # the part also held by other repositories
+)
+
+# -- vulnerability scans -----------------------------------------------------------------------------
+
+image_scans = Table(
+    "image_scans", metadata,
+    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
+    Column("digest", String(160), primary_key=True),
+    Column("status", String(32), nullable=False),  # IN_PROGRESS | COMPLETE | FAILED | UNSUPPORTED_IMAGE
+    Column("description", Text, nullable=True),
+    Column("requested_at", BigInteger, nullable=False),
+    Column("completed_at", BigInteger, nullable=True),
+    Column("source_updated_at", BigInteger, nullable=True),  # newest OSV `modified` when matched
+    Column("vulndb_generation", String(128), nullable=True),
+    Column("inventory", JSON, nullable=True),  # packages found (the SBOM's content), for re-matching
+    Column("findings", JSON, nullable=True),
+    Column("severity_counts", JSON, nullable=True),
+)

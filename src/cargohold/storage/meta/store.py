@@ -247,6 +247,20 @@ class MetadataStore:
             return conn.execute(select(b.c.size).join(rb, rb.c.digest == b.c.digest).where(
                 and_(rb.c.repository_id == repository_id, rb.c.digest == digest))).scalar()
 
+    def repository_blob(self, repository_id: int, digest: str) -> tuple[int, int] | None:
+        """(size, link created_at) of a blob in a repository."""
+        rb, b = s.repository_blobs, s.blobs
+        with self.read() as conn:
+            row = conn.execute(select(b.c.size, rb.c.created_at).join(rb, rb.c.digest == b.c.digest).where(
+                and_(rb.c.repository_id == repository_id, rb.c.digest == digest))).first()
+        return (int(row.size), int(row.created_at)) if row else None
+
+    def touch_link(self, repository_id: int, digest: str, now: int) -> None:
+        rb = s.repository_blobs
+        with self.write() as conn:
+            conn.execute(update(rb).where(and_(rb.c.repository_id == repository_id, rb.c.digest == digest))
+                         .values(created_at=now))
+
     def blob_size(self, digest: str) -> int | None:
         with self.read() as conn:
             return conn.execute(select(s.blobs.c.size).where(s.blobs.c.digest == digest)).scalar()
@@ -632,6 +646,11 @@ class MetadataStore:
             row = conn.execute(select(p.c.policy, p.c.status, p.c.results)
                                .where(p.c.repository_id == repository_id)).first()
         return (row.policy, row.status, row.results) if row else None
+
+    def preview_started_at(self, repository_id: int) -> int | None:
+        p = s.lifecycle_previews
+        with self.read() as conn:
+            return conn.execute(select(p.c.created_at).where(p.c.repository_id == repository_id)).scalar()
 
     # -- storage accounting -------------------------------------------------------------------
 
