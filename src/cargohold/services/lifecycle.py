@@ -188,7 +188,8 @@ class Lifecycle:
                     events.append(AuditEvent(
                         at=int(self.clock() * 1000), request_id=uuid.uuid4().hex,
                         principal_arn=LIFECYCLE_PRINCIPAL.format(account=repo.account_id),
-                        action="ecr:BatchDeleteImage", resource=f"{self.repos.arn(repo.name, repo.account_id)}@{expiry.digest}",
+                        action="ecr:BatchDeleteImage",
+                        resource=f"{self.repos.arn(repo.name, repo.account_id)}@{expiry.digest}",
                         source_ip="", endpoint_id="", allowed=True, reason="lifecycle",
                         policy=f"lifecycle rule {expiry.rule_priority}", statement=None))
             if not dry_run:
