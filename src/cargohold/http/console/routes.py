@@ -198,7 +198,7 @@ class ConsoleBase:
         if not key_id or not secret or len(key_id) > 128 or len(secret) > 8192:
             raise RegistryError(Kind.UNAUTHORIZED, "invalid username or password")
         if key_id == TOKEN_USER:
-            token = _login_password(secret)
+            token = login_password(secret)
             principal = self.identity.authenticate_token(token)
             payload = self.sessions.box.verify(token) or {}
             expires = payload.get("e")
@@ -293,7 +293,7 @@ NOTICES = {
     "preview-running": "The lifecycle policy preview is still running.",
     "mutability-saved": "Tag immutability was saved.",
     "scanning-saved": "Image scanning settings were saved.",
-    "scan-started": "The scan has started. Reload the page to see its findings.",
+    "scan-started": "The scan has started: this page shows its findings when it completes.",
 }
 
 
@@ -301,7 +301,7 @@ def notice_for(request: Request) -> str | None:
     return NOTICES.get(request.query_params.get("notice", ""))
 
 
-def _login_password(secret: str) -> str:
+def login_password(secret: str) -> str:
     """The token itself, or `aws ecr get-authorization-token`'s base64 of "AWS:<token>"."""
     import base64
     import binascii

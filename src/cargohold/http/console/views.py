@@ -28,9 +28,10 @@ def human_bytes(size: int | float | None) -> str:
     value = float(size)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+            # A no-break space: "20.0 KiB" never wraps between number and unit.
+            return f"{value:.0f}\u00a0{unit}" if unit == "B" else f"{value:.1f}\u00a0{unit}"
         value /= 1024
-    return f"{value:.1f} TiB"  # pragma: no cover
+    return f"{value:.1f}\u00a0TiB"  # pragma: no cover
 
 
 def iso_time(ms: int | float | None) -> str:

@@ -38,6 +38,18 @@
     var seconds = parseInt(pending.getAttribute("data-refresh-seconds"), 10) || 2;
     window.setTimeout(function () { window.location.reload(); }, seconds * 1000);
   }
+  // A table wider than the screen scrolls: make that region reachable (and named) for keyboards.
+  Array.prototype.forEach.call(document.querySelectorAll(".table-wrap"), function (wrap) {
+    if (wrap.scrollWidth > wrap.clientWidth + 1) {
+      var table = wrap.querySelector("table");
+      var labelledby = table && table.getAttribute("aria-labelledby");
+      var caption = table && table.querySelector("caption");
+      wrap.setAttribute("tabindex", "0");
+      wrap.setAttribute("role", "region");
+      if (labelledby) { wrap.setAttribute("aria-labelledby", labelledby); }
+      else { wrap.setAttribute("aria-label", caption ? caption.textContent.trim() : "Table"); }
+    }
+  });
   // Copy buttons are only shown when this script runs.
   Array.prototype.forEach.call(document.querySelectorAll("button[data-copy-target][hidden]"), function (b) {
     b.hidden = false;
