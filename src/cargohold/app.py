@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -180,7 +181,8 @@ class CargoholdApp:
         contexts = ContextFactory(cfg.endpoint_id, cfg.trusted_proxies)
         self.oci = OciApi(services.identity, services.content, services.uploads,
                           service=cfg.public_host, max_page=cfg.max_tags_page * 10, contexts=contexts,
-                          meter=services.metering)
+                          meter=services.metering,
+                          inline_reads=services.meta.engine.dialect.name == "sqlite")
         self.metrics = Metrics()
         self.jobs = BackgroundJobs(services)
         self.ecr = EcrApi(services.identity, cfg.region, cfg.account_id, services.identity.clock, contexts)
@@ -286,4 +288,7 @@ def create_app(config: Config | None = None, *, run_migrations: bool = True) -> 
 
 def worker_app() -> CargoholdApp:
     """Factory for server worker processes: config from CARGOHOLD_* set by `cargohold serve`."""
+    # Shorter GIL hand-offs between the event loop and worker threads (default 5 ms): a thread
+    # finishing a request's work should not wait a whole interval for the loop to let go.
+    sys.setswitchinterval(0.0005)
     return create_app(load_config(), run_migrations=False)

@@ -143,7 +143,8 @@ class FileSend(Response):
 class OciApi:
     def __init__(self, identity: Identity, content: Content, uploads: Uploads, service: str,
                  max_page: int = MAX_PAGE, contexts: ContextFactory | None = None,
-                 meter: Metering | None = None) -> None:
+                 meter: Metering | None = None, inline_reads: bool = False) -> None:
+        self.inline_reads = inline_reads
         self.contexts = contexts or ContextFactory()
         self.meter = meter
         self.identity = identity
@@ -174,13 +175,23 @@ class OciApi:
                                   caller.context.source_ip, direction, nbytes)
         return count
 
+    def _inline(self, request: Request) -> bool:
+        # Reads on an embedded SQLite database take microseconds and never wait for writers (WAL):
+        # running them on the event loop avoids a thread hop and the GIL hand-off it costs, which
+        # dominated small requests. Writes (fsync) and a networked database go to worker threads.
+        return self.inline_reads and request.method in ("GET", "HEAD")
+
     async def caller(self, request: Request) -> Caller:
+        if self._inline(request):
+            return self._caller(request)
         return await to_thread.run_sync(self._caller, request)
 
     async def call(self, request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Authenticate and run a synchronous use case in one worker-thread hop."""
+        """Authenticate and run a synchronous use case: inline for quick reads, else in one thread hop."""
         def run() -> T:
             return fn(self._caller(request), *args, **kwargs)
+        if self._inline(request):
+            return run()
         return await to_thread.run_sync(run)
 
     async def handle(self, request: Request) -> Response:

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from cargohold.errors import Kind, RegistryError
 from cargohold.storage.meta import schema as s
+from cargohold.storage.meta.hot import SqliteHotReads
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,9 @@ class MetadataStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._dialect = engine.dialect.name
+        database = engine.url.database
+        # SQLite: the per-request reads skip SQLAlchemy (see hot.py); PostgreSQL keeps the Core path.
+        self._hot = SqliteHotReads(database) if self._dialect == "sqlite" and database else None
 
     # -- transactions ---------------------------------------------------------------------
 
@@ -134,6 +138,8 @@ class MetadataStore:
     # -- settings ---------------------------------------------------------------------------
 
     def get_setting(self, key: str) -> str | None:
+        if self._hot is not None:
+            return self._hot.setting(key)
         with self.read() as conn:
             return conn.execute(select(s.settings.c.value).where(s.settings.c.key == key)).scalar()
 
@@ -174,11 +180,14 @@ class MetadataStore:
 
     def get_access_key(self, key_id: str) -> AccessKey | None:
         k, p = s.access_keys, s.principals
-        with self.read() as conn:
-            row = conn.execute(
-                select(k.c.key_id, k.c.secret_enc, k.c.status, k.c.principal_arn, p.c.account_id,
-                       p.c.kind, p.c.name, p.c.user_id)
-                .join(p, p.c.arn == k.c.principal_arn).where(k.c.key_id == key_id)).first()
+        if self._hot is not None:
+            row = self._hot.access_key(key_id)
+        else:
+            with self.read() as conn:
+                row = conn.execute(
+                    select(k.c.key_id, k.c.secret_enc, k.c.status, k.c.principal_arn, p.c.account_id,
+                           p.c.kind, p.c.name, p.c.user_id)
+                    .join(p, p.c.arn == k.c.principal_arn).where(k.c.key_id == key_id)).first()
         if row is None:
             return None
         return AccessKey(row.key_id, row.secret_enc, row.status, row.principal_arn, row.account_id,
@@ -187,6 +196,9 @@ class MetadataStore:
     # -- repositories -----------------------------------------------------------------------
 
     def get_repository(self, account_id: str, name: str) -> Repository | None:
+        if self._hot is not None:
+            found = self._hot.repository(account_id, name)
+            return _repo(found) if found else None
         with self.read() as conn:
             row = conn.execute(select(s.repositories).where(and_(
                 s.repositories.c.account_id == account_id, s.repositories.c.name == name))).first()
@@ -250,6 +262,9 @@ class MetadataStore:
     def repository_blob(self, repository_id: int, digest: str) -> tuple[int, int] | None:
         """(size, link created_at) of a blob in a repository."""
         rb, b = s.repository_blobs, s.blobs
+        if self._hot is not None:
+            row = self._hot.repository_blob(repository_id, digest)
+            return (int(row.size), int(row.created_at)) if row else None
         with self.read() as conn:
             row = conn.execute(select(b.c.size, rb.c.created_at).join(rb, rb.c.digest == b.c.digest).where(
                 and_(rb.c.repository_id == repository_id, rb.c.digest == digest))).first()
@@ -339,6 +354,9 @@ class MetadataStore:
 
     def get_manifest(self, repository_id: int, digest: str, with_content: bool = True) -> ManifestRow | None:
         m = s.manifests
+        if self._hot is not None:
+            found = self._hot.manifest(repository_id, digest, with_content)
+            return _manifest(found, with_content) if found else None
         cols = (*_MANIFEST_COLS, m.c.content) if with_content else _MANIFEST_COLS
         with self.read() as conn:
             row = conn.execute(select(*cols).where(and_(m.c.repository_id == repository_id,
@@ -347,6 +365,9 @@ class MetadataStore:
 
     def get_manifest_by_tag(self, repository_id: int, tag: str,
                             with_content: bool = True) -> ManifestRow | None:
+        if self._hot is not None:
+            found = self._hot.manifest_by_tag(repository_id, tag, with_content)
+            return _manifest(found, with_content) if found else None
         m, t = s.manifests, s.tags
         cols = (*_MANIFEST_COLS, m.c.content) if with_content else _MANIFEST_COLS
         with self.read() as conn:
