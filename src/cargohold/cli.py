@@ -58,14 +58,13 @@ def serve(
                   tls_self_signed=tls_self_signed, tls_names=tls_name, endpoints=endpoint,
                   trusted_proxies=trusted_proxy)
     logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    from cargohold.app import build_services
-    from cargohold.services.identity import CREDENTIALS_FILE
+    credentials = cfg.data_path / "root-credentials"  # services.identity.CREDENTIALS_FILE, not imported here
 
-    services = build_services(cfg, run_migrations=True)
-    created = services.identity.ensure_root_credentials(
-        cfg.data_path, os.environ.get("CARGOHOLD_ROOT_ACCESS_KEY_ID"),
-        os.environ.get("CARGOHOLD_ROOT_SECRET_ACCESS_KEY"))
-    services.meta.engine.dispose()
+    # Migrations and seeding run in a short-lived child: the server's main process then never
+    # imports the application (~70 MiB it would keep for its whole life just supervising workers).
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        created = pool.apply(_bootstrap, (cfg, os.environ.get("CARGOHOLD_ROOT_ACCESS_KEY_ID"),
+                                          os.environ.get("CARGOHOLD_ROOT_SECRET_ACCESS_KEY")))
 
     ssl_cert = ssl_key = None
     scheme = "http"
@@ -86,13 +85,13 @@ def serve(
     if created and os.environ.get("CARGOHOLD_ROOT_SECRET_ACCESS_KEY"):
         # The operator chose the secret: never echo it into the console (and so into logs).
         out.write(f"Root access key {created[0]} created from CARGOHOLD_ROOT_ACCESS_KEY_ID/"
-                  f"CARGOHOLD_ROOT_SECRET_ACCESS_KEY (saved with mode 0600 in {cfg.data_path / CREDENTIALS_FILE}).\n")
+                  f"CARGOHOLD_ROOT_SECRET_ACCESS_KEY (saved with mode 0600 in {credentials}).\n")
     elif created:
         out.write("Root access key created (shown once; also saved with mode 0600 in "
-                  f"{cfg.data_path / CREDENTIALS_FILE}):\n"
+                  f"{credentials}):\n"
                   f"  aws_access_key_id     = {created[0]}\n  aws_secret_access_key = {created[1]}\n")
     else:
-        out.write(f"Root credentials: see {cfg.data_path / CREDENTIALS_FILE} "
+        out.write(f"Root credentials: see {credentials} "
                   "(or the keys given at first start).\n")
     out.write(f"Log in:  docker login {cfg.public_host} -u <access key id>  (password: the secret)\n")
     if cfg.tls_self_signed:
@@ -124,6 +123,16 @@ def serve(
         for child in children:
             child.terminate()
             child.join(10)
+
+
+def _bootstrap(cfg: Config, key_id: str | None, secret: str | None) -> tuple[str, str] | None:
+    from cargohold.app import build_services
+
+    services = build_services(cfg, run_migrations=True)
+    try:
+        return services.identity.ensure_root_credentials(cfg.data_path, key_id, secret)
+    finally:
+        services.meta.engine.dispose()
 
 
 def _check_free(host: str, port: int) -> None:

