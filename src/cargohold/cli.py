@@ -62,7 +62,7 @@ def serve(
 
     # Migrations and seeding run in a short-lived child: the server's main process then never
     # imports the application (~70 MiB it would keep for its whole life just supervising workers).
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
+    with multiprocessing.get_context("fork").Pool(1) as pool:  # fork: no resource-tracker process left
         created = pool.apply(_bootstrap, (cfg, os.environ.get("CARGOHOLD_ROOT_ACCESS_KEY_ID"),
                                           os.environ.get("CARGOHOLD_ROOT_SECRET_ACCESS_KEY")))
 
