@@ -412,3 +412,24 @@ def test_cargohold_iam_cli(server: ServerProcess, iam: Any, tmp_path: Path) -> N
     assert bad.returncode == 1 and "MalformedPolicyDocument" in bad.stderr, bad
     assert iam.list_user_policies(UserName=name)["PolicyNames"] == []
     assert f"{name}\tarn:aws:iam::{HOME}:user/{name}" in cargohold("iam", "list-users", *data).stdout
+
+
+def test_refusals_do_not_reveal_whether_a_user_or_group_exists(iam: Any, server: ServerProcess) -> None:
+    """Authorization comes before the lookup: existing and missing entities get the same AccessDenied."""
+    user, existing = new_user(iam, "probe", LIST_REPOS), new_user(iam, "target")
+    group = unique("grp")
+    iam.create_group(GroupName=group)
+    own = user.client("iam", server)
+    for name in (existing.name, unique("ghost")):
+        for call in (lambda n=name: own.get_user(UserName=n), lambda n=name: own.delete_user(UserName=n),
+                     lambda n=name: own.list_user_policies(UserName=n),
+                     lambda n=name: own.list_access_keys(UserName=n)):
+            with raises("AccessDenied"):
+                call()
+    for name in (group, unique("ghostgroup")):
+        with raises("AccessDenied"):
+            own.put_group_policy(GroupName=name, PolicyName="p", PolicyDocument=LIST_REPOS)
+        with raises("AccessDenied"):
+            own.add_user_to_group(GroupName=name, UserName=user.name)
+    with raises("NoSuchEntity"):  # whoever may look is told the truth
+        iam.get_user(UserName=unique("ghost"))

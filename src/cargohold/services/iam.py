@@ -70,20 +70,22 @@ class Iam:
             raise RegistryError(Kind.NO_SUCH_ENTITY, f"The user with name {name} cannot be found.")
         return user
 
-    def _target_user(self, caller: Principal, name: str | None) -> UserRow:
-        """IAM's convention: no UserName means the caller itself (root included)."""
-        if name:
-            return self._user(caller.account_id, name)
-        found = self.store.get_principal(caller.arn)
-        if found is None:
-            raise RegistryError(Kind.NO_SUCH_ENTITY, "The caller cannot be found.")
-        return found
+    def _authorized_user(self, caller: Principal, ctx: RequestContext, action: str, name: str | None) -> UserRow:
+        """Authorize before saying whether the user exists: a refused caller learns nothing either way."""
+        user = self.store.get_user(caller.account_id, name) if name else self.store.get_principal(caller.arn)
+        self._authorize(caller, ctx, action, user.arn if user else self.user_arn(caller.account_id, name or ""))
+        if user is None:
+            raise RegistryError(Kind.NO_SUCH_ENTITY, f"The user with name {name} cannot be found.")
+        return user
 
-    def _group(self, account: str, name: str) -> GroupRow:
-        group = self.store.get_group(account, name)
+    def _authorized_owner(self, caller: Principal, ctx: RequestContext, action: str, kind: str, name: str) -> str:
+        if kind == "user":
+            return self._authorized_user(caller, ctx, action, name).arn
+        group = self.store.get_group(caller.account_id, name)
+        self._authorize(caller, ctx, action, group.arn if group else f"arn:aws:iam::{caller.account_id}:group/{name}")
         if group is None:
             raise RegistryError(Kind.NO_SUCH_ENTITY, f"The group with name {name} cannot be found.")
-        return group
+        return group.arn
 
     def _policy(self, arn: str) -> PolicyRow:
         policy = self.store.get_policy(arn)
@@ -106,8 +108,7 @@ class Iam:
             raise RegistryError(Kind.ENTITY_EXISTS, f"User with name {name} already exists.") from None
 
     def get_user(self, caller: Principal, ctx: RequestContext, name: str | None) -> UserRow:
-        user = self._target_user(caller, name)
-        self._authorize(caller, ctx, "iam:GetUser", user.arn)
+        user = self._authorized_user(caller, ctx, "iam:GetUser", name)
         return user
 
     def list_users(self, caller: Principal, ctx: RequestContext, path_prefix: str, after: str | None,
@@ -116,8 +117,7 @@ class Iam:
         return self.store.list_users(caller.account_id, path_prefix, after, limit)
 
     def delete_user(self, caller: Principal, ctx: RequestContext, name: str) -> None:
-        user = self._user(caller.account_id, name)
-        self._authorize(caller, ctx, "iam:DeleteUser", user.arn)
+        user = self._authorized_user(caller, ctx, "iam:DeleteUser", name)
         deps = self.store.user_dependencies(user.arn)
         for what, count in deps.items():
             if count:
@@ -127,8 +127,7 @@ class Iam:
     # -- access keys ------------------------------------------------------------------------
 
     def create_access_key(self, caller: Principal, ctx: RequestContext, name: str | None) -> NewKey:
-        user = self._target_user(caller, name)
-        self._authorize(caller, ctx, "iam:CreateAccessKey", user.arn)
+        user = self._authorized_user(caller, ctx, "iam:CreateAccessKey", name)
         if len(self.store.list_keys(user.arn)) >= MAX_KEYS_PER_USER:
             raise RegistryError(Kind.LIMIT_EXCEEDED,
                                 f"Cannot exceed quota for AccessKeysPerUser: {MAX_KEYS_PER_USER}")
@@ -138,40 +137,32 @@ class Iam:
         return NewKey(KeyRow(key_id, user.arn, "Active", now), secret, user.name)
 
     def list_access_keys(self, caller: Principal, ctx: RequestContext, name: str | None) -> tuple[str, list[KeyRow]]:
-        user = self._target_user(caller, name)
-        self._authorize(caller, ctx, "iam:ListAccessKeys", user.arn)
+        user = self._authorized_user(caller, ctx, "iam:ListAccessKeys", name)
         return user.name, self.store.list_keys(user.arn)
 
     def update_access_key(self, caller: Principal, ctx: RequestContext, name: str | None, key_id: str,
                           status: str) -> None:
-        user = self._target_user(caller, name)
-        self._authorize(caller, ctx, "iam:UpdateAccessKey", user.arn)
+        user = self._authorized_user(caller, ctx, "iam:UpdateAccessKey", name)
         if not self.store.set_key_status(user.arn, key_id, status):
             raise RegistryError(Kind.NO_SUCH_ENTITY, f"The Access Key with id {key_id} cannot be found.")
 
     def delete_access_key(self, caller: Principal, ctx: RequestContext, name: str | None, key_id: str) -> None:
-        user = self._target_user(caller, name)
-        self._authorize(caller, ctx, "iam:DeleteAccessKey", user.arn)
+        user = self._authorized_user(caller, ctx, "iam:DeleteAccessKey", name)
         if not self.store.delete_key(user.arn, key_id):
             raise RegistryError(Kind.NO_SUCH_ENTITY, f"The Access Key with id {key_id} cannot be found.")
 
     # -- inline policies (users and groups) --------------------------------------------------------
 
-    def _owner(self, caller: Principal, kind: str, name: str) -> str:
-        return self._user(caller.account_id, name).arn if kind == "user" else self._group(caller.account_id, name).arn
-
     def put_inline(self, caller: Principal, ctx: RequestContext, kind: str, owner: str, policy_name: str,
                    document: str) -> None:
-        arn = self._owner(caller, kind, owner)
-        self._authorize(caller, ctx, f"iam:Put{kind.capitalize()}Policy", arn)
+        arn = self._authorized_owner(caller, ctx, f"iam:Put{kind.capitalize()}Policy", kind, owner)
         if not _POLICY_NAME_RE.fullmatch(policy_name):
             raise RegistryError(Kind.VALIDATION, f"Invalid policy name {policy_name[:80]!r}")
         self.validate_policy(document)
         self.store.put_inline(arn, policy_name, document)
 
     def get_inline(self, caller: Principal, ctx: RequestContext, kind: str, owner: str, policy_name: str) -> str:
-        arn = self._owner(caller, kind, owner)
-        self._authorize(caller, ctx, f"iam:Get{kind.capitalize()}Policy", arn)
+        arn = self._authorized_owner(caller, ctx, f"iam:Get{kind.capitalize()}Policy", kind, owner)
         document = self.store.get_inline(arn, policy_name)
         if document is None:
             raise RegistryError(Kind.NO_SUCH_ENTITY,
@@ -179,13 +170,11 @@ class Iam:
         return document
 
     def list_inline(self, caller: Principal, ctx: RequestContext, kind: str, owner: str) -> list[str]:
-        arn = self._owner(caller, kind, owner)
-        self._authorize(caller, ctx, f"iam:List{kind.capitalize()}Policies", arn)
+        arn = self._authorized_owner(caller, ctx, f"iam:List{kind.capitalize()}Policies", kind, owner)
         return self.store.list_inline(arn)
 
     def delete_inline(self, caller: Principal, ctx: RequestContext, kind: str, owner: str, policy_name: str) -> None:
-        arn = self._owner(caller, kind, owner)
-        self._authorize(caller, ctx, f"iam:Delete{kind.capitalize()}Policy", arn)
+        arn = self._authorized_owner(caller, ctx, f"iam:Delete{kind.capitalize()}Policy", kind, owner)
         if not self.store.delete_inline(arn, policy_name):
             raise RegistryError(Kind.NO_SUCH_ENTITY,
                                 f"The {kind} policy with name {policy_name} cannot be found.")
@@ -222,20 +211,17 @@ class Iam:
         self.store.delete_policy(arn)
 
     def attach(self, caller: Principal, ctx: RequestContext, kind: str, owner: str, policy_arn: str) -> None:
-        arn = self._owner(caller, kind, owner)
-        self._authorize(caller, ctx, f"iam:Attach{kind.capitalize()}Policy", arn)
+        arn = self._authorized_owner(caller, ctx, f"iam:Attach{kind.capitalize()}Policy", kind, owner)
         self._policy(policy_arn)
         self.store.attach(arn, policy_arn)
 
     def detach(self, caller: Principal, ctx: RequestContext, kind: str, owner: str, policy_arn: str) -> None:
-        arn = self._owner(caller, kind, owner)
-        self._authorize(caller, ctx, f"iam:Detach{kind.capitalize()}Policy", arn)
+        arn = self._authorized_owner(caller, ctx, f"iam:Detach{kind.capitalize()}Policy", kind, owner)
         if not self.store.detach(arn, policy_arn):
             raise RegistryError(Kind.NO_SUCH_ENTITY, f"Policy {policy_arn} was not found.")
 
     def attached(self, caller: Principal, ctx: RequestContext, kind: str, owner: str) -> list[tuple[str, str]]:
-        arn = self._owner(caller, kind, owner)
-        self._authorize(caller, ctx, f"iam:ListAttached{kind.capitalize()}Policies", arn)
+        arn = self._authorized_owner(caller, ctx, f"iam:ListAttached{kind.capitalize()}Policies", kind, owner)
         return self.store.attached(arn)
 
     # -- groups -----------------------------------------------------------------------------
@@ -250,12 +236,10 @@ class Iam:
             raise RegistryError(Kind.ENTITY_EXISTS, f"Group with name {name} already exists.") from None
 
     def add_to_group(self, caller: Principal, ctx: RequestContext, group: str, user: str) -> None:
-        g = self._group(caller.account_id, group)
-        self._authorize(caller, ctx, "iam:AddUserToGroup", g.arn)
-        self.store.add_member(g.arn, self._user(caller.account_id, user).arn)
+        arn = self._authorized_owner(caller, ctx, "iam:AddUserToGroup", "group", group)
+        self.store.add_member(arn, self._user(caller.account_id, user).arn)
 
     def remove_from_group(self, caller: Principal, ctx: RequestContext, group: str, user: str) -> None:
-        g = self._group(caller.account_id, group)
-        self._authorize(caller, ctx, "iam:RemoveUserFromGroup", g.arn)
-        if not self.store.remove_member(g.arn, self._user(caller.account_id, user).arn):
+        arn = self._authorized_owner(caller, ctx, "iam:RemoveUserFromGroup", "group", group)
+        if not self.store.remove_member(arn, self._user(caller.account_id, user).arn):
             raise RegistryError(Kind.NO_SUCH_ENTITY, f"The user {user} is not in group {group}.")
