@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from cargohold.domain.policy import Decision, Policy, PolicyError, RequestFacts, evaluate, parse_policy
 from cargohold.errors import Kind, RegistryError
@@ -166,7 +166,3 @@ class PolicyAuthorizer:
 def _arn_account(arn: str) -> str | None:
     parts = arn.split(":")
     return parts[4] if len(parts) > 5 and parts[0] == "arn" and parts[4] else None
-
-
-def context_keys(extra: Mapping[str, str]) -> dict[str, str]:
-    return dict(extra)

@@ -65,16 +65,6 @@ def denied_message(principal: Principal, action: str, resource: str) -> str:
     return (f"User: {principal.arn} is not authorized to perform: {action} on resource: {resource}")
 
 
-class AccountAuthorizer:
-    """Principals may act within their own account; nothing crosses accounts."""
-
-    def authorize(self, principal: Principal, action: str, resource: str, context: RequestContext,
-                  facts: ResourceFacts | None = None) -> None:
-        account = resource.split(":")[4] if resource.startswith("arn:") else principal.account_id
-        if account != principal.account_id:
-            raise RegistryError(Kind.DENIED, denied_message(principal, action, resource))
-
-
 def root_arn(account_id: str) -> str:
     return f"arn:aws:iam::{account_id}:root"
 

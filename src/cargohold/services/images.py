@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from cargohold.domain.digests import digest_of, is_digest
-from cargohold.domain.manifests import IMAGE_TYPES, MANIFEST_TYPES
+from cargohold.domain.manifests import MANIFEST_TYPES
 from cargohold.domain.names import is_tag
 from cargohold.errors import Kind, RegistryError
 from cargohold.services.content import Content
@@ -278,7 +278,3 @@ class Images:
             rows = [r for r in rows if r.digest > after]
         page = rows[:limit]
         return page, (page[-1].digest if len(rows) > limit else None)
-
-
-def is_image_manifest(media_type: str) -> bool:
-    return media_type in IMAGE_TYPES
