@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from cargohold.errors import Kind, RegistryError
 from cargohold.storage.meta import schema as s
@@ -115,6 +115,32 @@ class MetadataStore:
     def write(self) -> Iterator[Connection]:
         with self.engine.connect().execution_options(write=True) as conn, conn.begin():
             yield conn
+
+    @contextmanager
+    def try_write(self, wait_ms: int = 50) -> Iterator[Connection | None]:
+        """A write transaction that gives up (yields None) rather than wait long for SQLite's lock.
+
+        For bookkeeping writes made while serving a read on the event loop: they must never stall
+        the loop behind a long writer (a GC sweep, a big commit).
+        """
+        if self._dialect != "sqlite":
+            with self.write() as conn:
+                yield conn
+            return
+        with self.engine.connect().execution_options(write=True) as conn:
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            raw.execute(f"PRAGMA busy_timeout={int(wait_ms)}")
+            try:
+                try:
+                    transaction = conn.begin()
+                except OperationalError:
+                    yield None
+                    return
+                with transaction:
+                    yield conn
+            finally:
+                raw.execute("PRAGMA busy_timeout=30000")
 
     def _insert_ignore(self, conn: Connection, table: Any, values: dict[str, Any]) -> None:
         dialect_insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
@@ -270,11 +296,15 @@ class MetadataStore:
                 and_(rb.c.repository_id == repository_id, rb.c.digest == digest))).first()
         return (int(row.size), int(row.created_at)) if row else None
 
-    def touch_link(self, repository_id: int, digest: str, now: int) -> None:
+    def touch_link(self, repository_id: int, digest: str, now: int) -> bool:
+        """Best effort: skipped if the write lock is busy (the next HEAD tries again)."""
         rb = s.repository_blobs
-        with self.write() as conn:
+        with self.try_write() as conn:
+            if conn is None:
+                return False
             conn.execute(update(rb).where(and_(rb.c.repository_id == repository_id, rb.c.digest == digest))
                          .values(created_at=now))
+            return True
 
     def blob_size(self, digest: str) -> int | None:
         with self.read() as conn:
@@ -470,11 +500,15 @@ class MetadataStore:
                 .order_by(m.c.digest)).all()
         return [_manifest(row) for row in rows]
 
-    def record_pull(self, repository_id: int, digest: str, now: int) -> None:
+    def record_pull(self, repository_id: int, digest: str, now: int) -> bool:
+        """Best effort (lastRecordedPullTime is approximate): skipped if the write lock is busy."""
         m = s.manifests
-        with self.write() as conn:
+        with self.try_write() as conn:
+            if conn is None:
+                return False
             conn.execute(update(m).where(and_(m.c.repository_id == repository_id, m.c.digest == digest))
                          .values(last_pulled_at=now))
+            return True
 
     # -- image listings (ECR face) ----------------------------------------------------------
 
