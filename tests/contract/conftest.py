@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import Engine
 
+from cargohold.storage.meta.engine import make_engine, migrate, sqlite_url
 from tests.support.postgres import PostgresServer, PostgresUnavailable
 
 
@@ -34,3 +36,22 @@ def postgres_server() -> Iterator[PostgresServer]:
 def postgres_url(postgres_server: PostgresServer) -> str:
     """SQLAlchemy URL (postgresql://...) of an empty database on the session's server."""
     return postgres_server.create_database("cargohold")
+
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """A migrated metadata database per test module, on each backend (the contract suites share it)."""
+    if request.param == "sqlite":
+        url = sqlite_url(tmp_path_factory.mktemp("meta"))
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        url = server.create_database()
+    eng = make_engine(url)
+    migrate(eng)
+    try:
+        yield eng
+    finally:
+        eng.dispose()

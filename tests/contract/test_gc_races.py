@@ -18,7 +18,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,11 +29,8 @@ from sqlalchemy import Engine, delete, event, select
 from cargohold.errors import Kind, RegistryError
 from cargohold.storage.blobs.fs import FilesystemBlobStore
 from cargohold.storage.meta import schema as s
-from cargohold.storage.meta.engine import make_engine, migrate, sqlite_url
 from cargohold.storage.meta.store import MetadataStore, NewManifest
-from tests.support.postgres import PostgresServer
 
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 ACCOUNT = "000000000000"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OLD, CUTOFF, NOW = 1_000, 5_000, 10_000  # ms: links and blobs created at OLD are past the grace window
@@ -43,21 +40,6 @@ pytestmark = pytest.mark.timeout(60)
 
 def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = sqlite_url(tmp_path_factory.mktemp("meta"))
-    else:
-        server: PostgresServer = request.getfixturevalue("postgres_server")
-        url = server.create_database()
-    eng = make_engine(url)
-    migrate(eng)
-    try:
-        yield eng
-    finally:
-        eng.dispose()
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,9 +16,7 @@ from sqlalchemy import Engine, delete, func, select
 
 from cargohold.errors import Kind, RegistryError
 from cargohold.storage.meta import schema as s
-from cargohold.storage.meta.engine import make_engine, migrate, sqlite_url
 from cargohold.storage.meta.store import MetadataStore, NewManifest, Repository
-from tests.support.postgres import PostgresServer
 
 ACCOUNT = "123456789012"
 OTHER_ACCOUNT = "210987654321"
@@ -26,7 +24,6 @@ NOW = 1_700_000_000_000
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 def dg(name: str) -> str:
@@ -41,21 +38,6 @@ def manifest(content: bytes, *, blob_refs: tuple[str, ...] = (), manifest_refs: 
                        subject_digest=subject, config_digest=config, image_size=image_size,
                        annotations=annotations, content=content, blob_refs=blob_refs,
                        manifest_refs=manifest_refs)
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = sqlite_url(tmp_path_factory.mktemp("meta"))
-    else:
-        server: PostgresServer = request.getfixturevalue("postgres_server")
-        url = server.create_database()
-    eng = make_engine(url)
-    migrate(eng)
-    try:
-        yield eng
-    finally:
-        eng.dispose()
 
 
 @pytest.fixture()
