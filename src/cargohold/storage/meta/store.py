@@ -280,10 +280,8 @@ class MetadataStore:
     # -- blobs ------------------------------------------------------------------------------
 
     def repository_blob_size(self, repository_id: int, digest: str) -> int | None:
-        rb, b = s.repository_blobs, s.blobs
-        with self.read() as conn:
-            return conn.execute(select(b.c.size).join(rb, rb.c.digest == b.c.digest).where(
-                and_(rb.c.repository_id == repository_id, rb.c.digest == digest))).scalar()
+        found = self.repository_blob(repository_id, digest)
+        return None if found is None else found[0]
 
     def repository_blob(self, repository_id: int, digest: str) -> tuple[int, int] | None:
         """(size, link created_at) of a blob in a repository."""
