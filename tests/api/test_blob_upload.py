@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import time
+
 import httpx
 import pytest
 
@@ -14,6 +17,7 @@ from tests.api.helpers import (
     start_upload,
     unique_repo,
 )
+from tests.support.server import ServerProcess
 
 OCTET = {"Content-Type": "application/octet-stream"}
 
@@ -144,7 +148,7 @@ def test_sha512_single_post_and_wrong_sha512(client: httpx.Client) -> None:
 
 def test_large_blob_streamed_in_several_batches(client: httpx.Client) -> None:
     repo = unique_repo()
-    data = random_bytes(3 * 1024 * 1024 + 17)  # spans several server-side write batches
+    data = random_bytes(21 * 1024 * 1024 + 17)  # several 4 MiB batches, several 8 MiB writeback windows
     d = push_blob(client, repo, data)
     assert _get_blob(client, repo, d) == data
 
@@ -202,7 +206,7 @@ def test_streamed_patch_without_content_range(client: httpx.Client) -> None:
 
 def test_chunked_upload_with_large_chunks(client: httpx.Client) -> None:
     repo = unique_repo()
-    data = random_bytes(2 * 1024 * 1024 + 333)
+    data = random_bytes(19 * 1024 * 1024 + 333)  # each half spans batches and writeback windows
     location = start_upload(client, repo)
     half = len(data) // 2
     r = _patch(client, location, data[:half], 0)
@@ -392,3 +396,50 @@ def test_mount_does_not_leak_blobs_from_a_repository_without_them(client: httpx.
     r = client.post(f"/v2/{target}/blobs/uploads/", params={"mount": d, "from": b})
     assert r.status_code == 202
     assert not blob_exists(client, target, d)
+
+
+# -- a client that goes away half-way ----------------------------------------------------------
+
+def _send_part_then_hang_up(server: ServerProcess, method: str, path: str, declared: int, body: bytes) -> None:
+    with socket.create_connection((server.host, server.port), timeout=30) as sock:
+        sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: {server.address}\r\n"
+                     f"Authorization: {server.basic_header}\r\nContent-Type: application/octet-stream\r\n"
+                     f"Content-Length: {declared}\r\n\r\n".encode() + body)
+        time.sleep(0.3)  # let the server take in what was sent before the connection drops
+
+
+def test_cut_off_patch_leaves_the_session_at_its_last_complete_chunk(client: httpx.Client,
+                                                                     server: ServerProcess) -> None:
+    repo = unique_repo()
+    data = random_bytes(12 * 1024 * 1024 + 5)
+    location = start_upload(client, repo)
+    r = _patch(client, location, data[:1000], 0)
+    assert r.status_code == 202
+    location = r.headers["location"]
+    # 10 MiB of a declared 11 MiB: more than a batch went to the hashing and writing threads
+    _send_part_then_hang_up(server, "PATCH", location, 11 * 1024 * 1024, data[1000:1000 + 10 * 1024 * 1024])
+    for _ in range(50):
+        r = client.get(location)
+        if r.status_code == 204:
+            break
+        time.sleep(0.1)  # 416 while the server still holds the dropped request's lock
+    assert r.status_code == 204
+    assert _range_end(r) == 999
+    r = _patch(client, r.headers["location"], data[1000:], 1000)
+    assert r.status_code == 202, r.text
+    d = digest(data)
+    r = client.put(r.headers["location"], params={"digest": d}, headers={"Content-Length": "0"})
+    assert r.status_code == 201, r.text
+    assert _get_blob(client, repo, d) == data
+
+
+def test_cut_off_monolithic_push_stores_nothing(client: httpx.Client, server: ServerProcess) -> None:
+    repo = unique_repo()
+    data = random_bytes(9 * 1024 * 1024)
+    d = digest(data)
+    _send_part_then_hang_up(server, "POST", f"/v2/{repo}/blobs/uploads/?digest={d}", len(data), data[:-4096])
+    time.sleep(0.2)
+    assert not blob_exists(client, repo, d)
+    r = client.post(f"/v2/{repo}/blobs/uploads/", params={"digest": d}, content=data, headers=OCTET)
+    assert r.status_code == 201, r.text
+    assert _get_blob(client, repo, d) == data

@@ -19,11 +19,12 @@ from anyio import to_thread
 from cargohold.domain.digests import algorithm_of, new_hasher, parse_digest
 from cargohold.errors import Kind, RegistryError
 from cargohold.services.repositories import Caller, Repositories
+from cargohold.services.upload_pipeline import HashWritePipeline
 from cargohold.storage.blobs.base import BlobStore, UploadBusy, UploadWriter
 from cargohold.storage.meta.store import MetadataStore
 
 _UPLOAD_ID_RE = re.compile(r"[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}")
-_BATCH = 1 << 20  # bytes handed to a worker thread at a time (hashing releases the GIL)
+_BATCH = 4 << 20  # bytes handed to the hashing and writing threads at a time
 _CACHE_LIMIT = 1024
 
 T = TypeVar("T")
@@ -35,9 +36,10 @@ async def _run(func: Callable[..., T], *args: Any) -> T:
     return await to_thread.run_sync(func, *args)
 
 
-def _sink(writer: UploadWriter, hasher: Any, data: bytes) -> None:
-    writer.write(data)
-    hasher.update(data)
+def _sink(writer: UploadWriter, hasher: Any, parts: list[bytes]) -> None:
+    writer.write(*parts)
+    for part in parts:
+        hasher.update(part)
 
 
 class Uploads:
@@ -108,9 +110,10 @@ class Uploads:
     # -- streaming --------------------------------------------------------------------------
 
     async def _stream(self, upload_id: str, offset: int, body: AsyncIterator[bytes], hasher: Any) -> int:
-        """Append body at offset; returns bytes written. One batch in flight overlaps I/O and hashing."""
+        """Append body at offset; returns bytes written. Large bodies are hashed and written on
+        two threads while the next bytes arrive; a small one is handled in one go."""
         writer = await _run(self.blobs.upload_writer, upload_id, offset)
-        pending: asyncio.Future[None] | None = None
+        pipeline: HashWritePipeline | None = None
         parts: list[bytes] = []
         size = written = 0
         try:
@@ -120,22 +123,22 @@ class Uploads:
                 parts.append(chunk)
                 size += len(chunk)
                 if size >= _BATCH:
-                    data = b"".join(parts)
+                    pipeline = pipeline or HashWritePipeline(writer, hasher)
+                    await pipeline.feed(parts, size)
+                    written += size
                     parts, size = [], 0
-                    if pending is not None:
-                        await pending
-                    pending = asyncio.ensure_future(_run(_sink, writer, hasher, data))
-                    written += len(data)
-            if pending is not None:
-                await pending
-                pending = None
-            if parts:
-                data = b"".join(parts)
-                await _run(_sink, writer, hasher, data)
-                written += len(data)
+            if pipeline is not None:
+                if parts:
+                    await pipeline.feed(parts, size)
+                    written += size
+                done, pipeline = pipeline, None
+                await done.close()
+            elif parts:
+                await _run(_sink, writer, hasher, parts)
+                written += size
         finally:
-            if pending is not None:
-                await asyncio.gather(pending, return_exceptions=True)
+            if pipeline is not None:
+                await pipeline.abort()
             await _run(writer.close)
         return written
 
@@ -247,7 +250,11 @@ class Uploads:
         upload_id = await _run(self.start, caller, name)
         async with self._lock(upload_id):
             repo_id = (await _run(self.meta.get_upload, upload_id) or (0, 0))[0]
-            offset = await self._append_locked(upload_id, 0, body, None)
+            try:
+                offset = await self._append_locked(upload_id, 0, body, None)
+            except BaseException:  # nobody can resume a session they never saw: drop it now
+                await asyncio.shield(_run(self._discard, upload_id))
+                raise
             return await self._finish(upload_id, repo_id, digest, offset)
 
 

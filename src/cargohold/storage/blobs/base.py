@@ -7,7 +7,8 @@ from typing import Protocol
 
 
 class UploadWriter(Protocol):
-    def write(self, data: bytes) -> None: ...
+    def write(self, *parts: bytes) -> None:
+        """Append the parts, in order."""
 
     def close(self) -> None: ...
 

@@ -15,11 +15,14 @@ _blob_path re-checks them anyway so no other string can ever become a path.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import os
 import re
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 from cargohold.domain.digests import is_digest
 from cargohold.storage.blobs.base import UploadBusy
@@ -35,21 +38,71 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class _FileWriter:
-    def __init__(self, path: Path, offset: int) -> None:
-        fd = os.open(path, os.O_WRONLY)
-        self._file = os.fdopen(fd, "wb", buffering=0)
-        self._file.truncate(offset)
-        self._file.seek(offset)
+def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    """Linux's sync_file_range(2), which Python does not wrap; None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        func = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    func.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
+    func.restype = ctypes.c_int
+    return cast(Callable[[int, int, int, int], int], func)
 
-    def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            written = self._file.write(view)
-            view = view[written or 0:]
+
+_sync_file_range = _load_sync_file_range()
+_SFR_START = 2  # SYNC_FILE_RANGE_WRITE: start writeback, do not wait
+_SFR_FLUSH = 7  # WAIT_BEFORE | WRITE | WAIT_AFTER: the range is on disk when it returns
+_WINDOW = 8 << 20
+
+
+class _FileWriter:
+    """Appends to a staging file without letting the upload pile up in the page cache.
+
+    Every 8 MiB window is handed to writeback as soon as it is full; the window before it is then
+    waited for and dropped from the cache. Two things follow, both measured (docs/benchmarks.md):
+    the closing fsync has almost nothing left to do, and the pages being written are ones just
+    freed, not fresh memory (first touch of fresh pages was 5x slower than the copy itself on a
+    virtual machine). The bytes are not needed in memory anyway: they were hashed on the way in.
+    """
+
+    def __init__(self, path: Path, offset: int) -> None:
+        self._fd = os.open(path, os.O_WRONLY)
+        os.ftruncate(self._fd, offset)
+        self._pos = offset
+        self._started = self._dropped = offset
+        if offset:  # an earlier chunk of this upload: make sure its tail is not left in the cache
+            self._flush_and_drop(0, offset)
+
+    def _flush_and_drop(self, start: int, end: int) -> None:
+        if _sync_file_range is not None and end > start:
+            _sync_file_range(self._fd, start, end - start, _SFR_FLUSH)
+            os.posix_fadvise(self._fd, start, end - start, os.POSIX_FADV_DONTNEED)
+
+    def write(self, *parts: bytes) -> None:
+        views = [memoryview(p) for p in parts if p]
+        while views:
+            n = os.pwritev(self._fd, views, self._pos)
+            self._pos += n
+            while views and n >= len(views[0]):
+                n -= len(views.pop(0))
+            if n:
+                views[0] = views[0][n:]
+        if _sync_file_range is not None and self._pos - self._started >= _WINDOW:
+            _sync_file_range(self._fd, self._started, self._pos - self._started, _SFR_START)
+            self._flush_and_drop(self._dropped, self._started)
+            self._dropped, self._started = self._started, self._pos
 
     def close(self) -> None:
-        self._file.close()
+        if self._fd < 0:
+            return
+        try:
+            if _sync_file_range is not None and self._pos > self._started:
+                _sync_file_range(self._fd, self._started, self._pos - self._started, _SFR_START)
+        finally:
+            os.close(self._fd)
+            self._fd = -1
 
 
 class _FileLock:

@@ -1,0 +1,116 @@
+"""HashWritePipeline: batches hashed and written in order on two threads, errors surfaced, an
+abandoned upload leaves no thread behind touching the writer."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import threading
+
+import pytest
+
+from cargohold.services.upload_pipeline import HashWritePipeline
+
+
+class Recorder:
+    def __init__(self, fail_at: int | None = None, delay: float = 0.0) -> None:
+        self.parts: list[bytes] = []
+        self.fail_at = fail_at
+        self.delay = delay
+        self.threads: set[str] = set()
+        self.closed = False
+
+    def write(self, *parts: bytes) -> None:
+        self.threads.add(threading.current_thread().name)
+        if self.delay:
+            threading.Event().wait(self.delay)
+        if self.fail_at is not None and len(self.parts) >= self.fail_at:
+            raise OSError(28, "No space left on device")
+        self.parts.extend(parts)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def batches(count: int, size: int = 64 << 10) -> list[list[bytes]]:
+    return [[os.urandom(size), os.urandom(size // 3 + i)] for i in range(count)]
+
+
+def run(coro: object) -> object:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def test_every_batch_hashed_and_written_in_order() -> None:
+    data = batches(200)
+    writer, hasher = Recorder(), hashlib.sha256()
+
+    async def main() -> None:
+        pipeline = HashWritePipeline(writer, hasher, budget=256 << 10)  # small: feed must wait
+        for parts in data:
+            await pipeline.feed(parts, sum(map(len, parts)))
+        await pipeline.close()
+
+    run(main())
+    flat = [part for parts in data for part in parts]
+    assert writer.parts == flat
+    assert hasher.hexdigest() == hashlib.sha256(b"".join(flat)).hexdigest()
+    assert writer.threads == {"upload-write"}
+
+
+def test_queued_bytes_stay_under_the_budget() -> None:
+    """Memory is flat: feed() does not return while more than the budget is queued."""
+    writer = Recorder(delay=0.002)
+    budget = 200 << 10
+    peak = 0
+
+    async def main() -> None:
+        nonlocal peak
+        pipeline = HashWritePipeline(writer, hashlib.sha256(), budget=budget)
+        for parts in batches(30):
+            await pipeline.feed(parts, sum(map(len, parts)))
+            peak = max(peak, pipeline._queued)
+        await pipeline.close()
+
+    run(main())
+    assert peak < 2 * budget
+    assert len(writer.parts) == 60
+
+
+def test_a_write_error_reaches_the_caller() -> None:
+    writer = Recorder(fail_at=4)
+
+    async def main() -> None:
+        pipeline = HashWritePipeline(writer, hashlib.sha256(), budget=128 << 10)
+        try:
+            for parts in batches(50):
+                await pipeline.feed(parts, sum(map(len, parts)))
+            await pipeline.close()
+        finally:
+            await pipeline.abort()
+
+    with pytest.raises(OSError, match="No space left"):
+        run(main())
+    assert len(writer.parts) == 4  # nothing written after the failure
+
+
+def test_abort_stops_both_threads_before_returning() -> None:
+    writer = Recorder(delay=0.01)
+
+    async def main() -> None:
+        pipeline = HashWritePipeline(writer, hashlib.sha256(), budget=1 << 30)
+        for parts in batches(40):
+            await pipeline.feed(parts, sum(map(len, parts)))
+        await pipeline.abort()
+        count = len(writer.parts)
+        await asyncio.sleep(0.05)
+        assert len(writer.parts) == count  # no lane is still writing
+        assert count < 80  # queued batches were dropped, not worked through
+
+    run(main())
+    for _ in range(100):  # a lane's thread ends just after it reports being finished
+        if not [t for t in threading.enumerate() if t.name.startswith("upload-")]:
+            break
+        threading.Event().wait(0.01)
+    assert not [t for t in threading.enumerate() if t.name.startswith("upload-")]
+
