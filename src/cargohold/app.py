@@ -27,6 +27,7 @@ from cargohold.http.iam import IamApi
 from cargohold.http.oci import OciApi
 from cargohold.http.sbom import SbomApi
 from cargohold.http.usage import UsageApi, meter_ecr
+from cargohold.memory import keep_freed_buffers
 from cargohold.services.authorization import AuditLog, PolicyAuthorizer
 from cargohold.services.content import Content
 from cargohold.services.gc import GarbageCollector
@@ -291,4 +292,5 @@ def worker_app() -> CargoholdApp:
     # Shorter GIL hand-offs between the event loop and worker threads (default 5 ms): a thread
     # finishing a request's work should not wait a whole interval for the loop to let go.
     sys.setswitchinterval(0.0005)
+    keep_freed_buffers()
     return create_app(load_config(), run_migrations=False)
