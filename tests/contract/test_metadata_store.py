@@ -656,3 +656,37 @@ def test_upload_parts(store: MetadataStore, repo: Repository) -> None:
     assert store.upload_last_part(uid) == 12
     assert store.get_upload(uid) == (repo.id, 0)
     assert store.upload_last_part("no-such-upload-000") is None
+
+
+# -- per-request reads see every commit at once, whoever made it -------------------------------------
+
+
+def test_reads_see_commits_from_other_connections_immediately(store: MetadataStore, engine: Engine) -> None:
+    """The SQLite fast path remembers results until the database changes; a write through another
+    store (its own connections, as another worker process would have) is seen by the very next read."""
+    other = MetadataStore(engine)
+    repo = store.create_repository(ACCOUNT, "seen/app", NOW, resource_tags=[{"Key": "a", "Value": "1"}])
+    for _ in range(3):  # remembered now, if it is going to be
+        assert store.get_repository(ACCOUNT, "seen/app") is not None
+        assert store.repository_blob(repo.id, dg("x")) is None
+        assert store.get_manifest_by_tag(repo.id, "v1") is None
+    other.update_repository(repo.id, tag_mutability="IMMUTABLE")
+    other.link_blob(repo.id, dg("x"), 7, NOW)
+    push_image(other, repo.id, "seen-image", "v1")
+    found = store.get_repository(ACCOUNT, "seen/app")
+    assert found is not None and found.tag_mutability == "IMMUTABLE"
+    assert store.repository_blob(repo.id, dg("x")) == (7, NOW)
+    tagged = store.get_manifest_by_tag(repo.id, "v1")
+    assert tagged is not None and tagged.digest == dg("seen-image")
+    other.delete_repository(repo.id)
+    assert store.get_repository(ACCOUNT, "seen/app") is None
+
+
+def test_rows_read_twice_share_no_mutable_values(store: MetadataStore) -> None:
+    store.create_repository(ACCOUNT, "own/app", NOW, resource_tags=[{"Key": "a", "Value": "1"}])
+    first = store.get_repository(ACCOUNT, "own/app")
+    assert first is not None
+    first.resource_tags.append({"Key": "b", "Value": "2"})
+    first.resource_tags[0]["Value"] = "changed"
+    again = store.get_repository(ACCOUNT, "own/app")
+    assert again is not None and again.resource_tags == [{"Key": "a", "Value": "1"}]
