@@ -70,10 +70,10 @@ class _FileWriter:
     def __init__(self, path: Path, offset: int) -> None:
         self._fd = os.open(path, os.O_WRONLY)
         os.ftruncate(self._fd, offset)
-        self._pos = offset
-        self._started = self._dropped = offset
-        if offset:  # an earlier chunk of this upload: make sure its tail is not left in the cache
-            self._flush_and_drop(0, offset)
+        self._pos = self._started = offset
+        # What earlier chunks of this upload left in the cache is dropped with the first window
+        # (by then it has been written), not here where the request would wait for it.
+        self._dropped = 0
 
     def _flush_and_drop(self, start: int, end: int) -> None:
         if _sync_file_range is not None and end > start:
