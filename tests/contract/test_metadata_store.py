@@ -690,3 +690,25 @@ def test_rows_read_twice_share_no_mutable_values(store: MetadataStore) -> None:
     first.resource_tags[0]["Value"] = "changed"
     again = store.get_repository(ACCOUNT, "own/app")
     assert again is not None and again.resource_tags == [{"Key": "a", "Value": "1"}]
+
+
+def test_an_unsynced_write_leaves_every_other_write_synced(store: MetadataStore) -> None:
+    """advance_upload commits without waiting for the disk; the pooled connection it used must go
+    back to the durable setting for the writes that promise durability."""
+    sqlite_db = store.engine.dialect.name == "sqlite"
+    setting = "PRAGMA synchronous" if sqlite_db else "SHOW synchronous_commit"
+    with store.write() as conn:
+        durable = conn.exec_driver_sql(setting).scalar_one()
+    repo = store.create_repository(ACCOUNT, "sync/app", NOW)
+    store.create_upload("sync-upload", repo.id, NOW)
+    for offset in range(5):
+        assert store.advance_upload("sync-upload", offset, offset + 1, NOW)
+    assert not store.advance_upload("sync-upload", 0, 9, NOW)  # compare-and-set still holds
+    assert store.get_upload("sync-upload") == (repo.id, 5)
+    with store.write_unsynced() as conn:
+        assert conn.exec_driver_sql(setting).scalar_one() == (1 if sqlite_db else "off")  # NORMAL / off
+    for _ in range(3):  # whichever pooled connection comes next
+        with store.write() as conn:
+            assert conn.exec_driver_sql(setting).scalar_one() == durable
+    if sqlite_db:
+        assert durable == 2  # FULL
