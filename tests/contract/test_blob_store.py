@@ -11,6 +11,7 @@ import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -313,3 +314,79 @@ def test_writer_at_an_earlier_offset_discards_what_follows(blobs: BlobStore) -> 
     write(blobs, UPLOAD, 0, b"a" * (9 << 20))
     write(blobs, UPLOAD, 4, b"bc", b"", b"d")
     assert staged(blobs, UPLOAD) == b"aaaabcd"
+
+
+# -- readers: what downloads use ------------------------------------------------------------------
+
+
+def _drain(reader: Any, size: int, cached: bool) -> bytes:
+    out = b""
+    while True:
+        piece = reader.read_cached(size) if cached else reader.read(size)
+        if piece is None:
+            piece = reader.read(size)
+        if not piece:
+            return out
+        out += piece
+
+
+def test_reader_reads_a_range_in_pieces(blobs: BlobStore) -> None:
+    data = os.urandom((1 << 20) + 123)
+    digest = put_blob(blobs, data)
+    for start, end in ((0, len(data)), (5, 6), (1000, (1 << 20) + 7), (len(data) - 1, len(data))):
+        for cached in (True, False):
+            reader = blobs.open_blob(digest, start, end)
+            try:
+                assert _drain(reader, 64 << 10, cached) == data[start:end]
+            finally:
+                reader.close()
+
+
+def test_reader_of_a_missing_blob_raises(blobs: BlobStore) -> None:
+    with pytest.raises(FileNotFoundError):
+        blobs.open_blob(sha256(b"never stored"), 0, 10)
+
+
+def test_read_cached_declines_what_is_only_on_disk(tmp_path: Path) -> None:
+    """Filesystem store: a piece the page cache does not hold is refused (None, nothing consumed)
+    instead of read, so the event loop never waits for the disk; read() then gets it."""
+    store = FilesystemBlobStore(tmp_path)
+    data = os.urandom(4 << 20)
+    digest = put_blob(store, data)
+    path = store.local_path(digest)
+    assert path is not None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # clean pages: dropped from the cache
+    finally:
+        os.close(fd)
+    reader = store.open_blob(digest, 0, len(data))
+    try:
+        first = reader.read_cached(1 << 20)
+        if first is not None:  # a filesystem without RWF_NOWAIT or that kept the pages: still right
+            assert first == data[: 1 << 20]
+            return
+        assert reader.read(1 << 20) == data[: 1 << 20]  # nothing was consumed by the refusal
+        assert reader.read_cached(1 << 20) in (None, data[1 << 20: 2 << 20])
+    finally:
+        reader.close()
+    reader = store.open_blob(digest, 0, len(data))
+    try:
+        assert _drain(reader, 1 << 20, cached=True) == data  # cached again after the first read
+    finally:
+        reader.close()
+
+
+def test_read_cached_without_rwf_nowait_always_defers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cargohold.storage.blobs import fs
+
+    monkeypatch.setattr(fs, "_RWF_NOWAIT", None)
+    store = FilesystemBlobStore(tmp_path)
+    data = os.urandom(1000)
+    reader = store.open_blob(put_blob(store, data), 0, len(data))
+    try:
+        assert reader.read_cached(100) is None
+        assert _drain(reader, 100, cached=True) == data
+    finally:
+        reader.close()

@@ -24,7 +24,6 @@ log = logging.getLogger("cargohold.content")
 class BlobInfo:
     digest: str
     size: int
-    path: str | None
 
 
 @dataclass(frozen=True)
@@ -81,7 +80,7 @@ class Content:
             # A client that HEADs a blob and skips its upload will reference it soon: restart the
             # garbage collector's grace window for the link (at most once per half window).
             self.meta.touch_link(repo.id, digest, now)
-        return BlobInfo(digest, size, self.blobs.local_path(digest))
+        return BlobInfo(digest, size)
 
     def delete_blob(self, caller: Caller, name: str, digest: str) -> None:
         parse_digest(digest)
@@ -203,4 +202,4 @@ class Content:
         size = self.meta.repository_blob_size(repo.id, digest) if repo else None
         if size is None:
             raise RegistryError(Kind.BLOB_UNKNOWN, f"blob {digest} is not in repository '{name}'")
-        return BlobInfo(digest, size, self.blobs.local_path(digest))
+        return BlobInfo(digest, size)

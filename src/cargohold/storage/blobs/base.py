@@ -13,6 +13,19 @@ class UploadWriter(Protocol):
     def close(self) -> None: ...
 
 
+class BlobReader(Protocol):
+    """An open blob, read forward from a start offset up to an end offset."""
+
+    def read(self, size: int) -> bytes:
+        """Up to `size` next bytes (b"" at the end); may wait for the disk."""
+
+    def read_cached(self, size: int) -> bytes | None:
+        """Like read() when the bytes are already in memory, else None (nothing consumed):
+        cheap enough to call on an event loop, since it never waits for a disk."""
+
+    def close(self) -> None: ...
+
+
 class UploadBusy(Exception):
     """Another request (in any process) holds the upload's staging area."""
 
@@ -66,11 +79,14 @@ class BlobStore(Protocol):
     def size(self, digest: str) -> int | None: ...
 
     def local_path(self, digest: str) -> str | None:
-        """A filesystem path for zero-copy sends, when the store has one."""
+        """The blob's filesystem path, when the store has one (for tools and tests)."""
 
     def read(self, digest: str, start: int = 0, end: int | None = None,
              chunk_size: int = 1 << 20) -> Iterator[bytes]:
         """Bytes [start, end) of a blob (end exclusive, None = to the end)."""
+
+    def open_blob(self, digest: str, start: int, end: int) -> BlobReader:
+        """A reader of bytes [start, end) of a blob; FileNotFoundError when it is not there."""
 
     def delete(self, digest: str) -> bool: ...
 

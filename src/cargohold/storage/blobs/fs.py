@@ -105,6 +105,62 @@ class _FileWriter:
             self._fd = -1
 
 
+_RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
+
+
+class _BlobReader:
+    """A committed blob, read forward; read_cached() answers from the page cache or not at all.
+
+    Downloads call read_cached() on the event loop and go to a worker thread only when it says
+    no: with 16 clients pulling one cached 64 MiB blob, the thread hop per 4 MiB cost more CPU
+    than the copy itself (aggregate 1.9 -> 2.4 GB/s measured, docs/benchmarks.md). Residency is
+    probed with preadv2(RWF_NOWAIT) on the first and last byte of the piece, which fails with
+    EAGAIN instead of reading from the disk.
+    """
+
+    def __init__(self, path: str, start: int, end: int) -> None:
+        self._fd = os.open(path, os.O_RDONLY)
+        self._pos, self._end = start, end
+        self._probe = bytearray(1)
+
+    def _next_size(self, size: int) -> int:
+        return max(0, min(size, self._end - self._pos))
+
+    def _in_memory(self, offset: int, size: int) -> bool:
+        global _RWF_NOWAIT
+        if _RWF_NOWAIT is None:
+            return False
+        try:
+            return all(os.preadv(self._fd, [self._probe], at, _RWF_NOWAIT) == 1
+                       for at in (offset, offset + size - 1))
+        except BlockingIOError:
+            return False
+        except OSError:  # the filesystem does not do RWF_NOWAIT: always use the thread
+            _RWF_NOWAIT = None
+            return False
+
+    def read_cached(self, size: int) -> bytes | None:
+        size = self._next_size(size)
+        if size and not self._in_memory(self._pos, size):
+            return None
+        return self._take(size)
+
+    def read(self, size: int) -> bytes:
+        return self._take(self._next_size(size))
+
+    def _take(self, size: int) -> bytes:
+        if not size:
+            return b""
+        data = os.pread(self._fd, size, self._pos)
+        self._pos += len(data)
+        return data
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
 class _FileLock:
     def __init__(self, fd: int) -> None:
         self._fd = fd
@@ -273,6 +329,9 @@ class FilesystemBlobStore:
                 if remaining is not None:
                     remaining -= len(chunk)
                 yield chunk
+
+    def open_blob(self, digest: str, start: int, end: int) -> _BlobReader:
+        return _BlobReader(str(self._blob_path(digest)), start, end)
 
     def delete(self, digest: str) -> bool:
         try:
