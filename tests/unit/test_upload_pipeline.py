@@ -4,6 +4,7 @@ abandoned upload leaves no thread behind touching the writer."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import os
 import threading
@@ -114,3 +115,53 @@ def test_abort_stops_both_threads_before_returning() -> None:
         threading.Event().wait(0.01)
     assert not [t for t in threading.enumerate() if t.name.startswith("upload-")]
 
+
+
+class SlowHasher:
+    """sha256 that takes its time, to show what waits for hashing and what does not."""
+
+    def __init__(self, delay: float) -> None:
+        self.inner = hashlib.sha256()
+        self.delay = delay
+        self.updates = 0
+
+    def update(self, data: bytes) -> None:
+        threading.Event().wait(self.delay)
+        self.inner.update(data)
+        self.updates += 1
+
+
+def test_chunks_chain_their_hashing_in_order_without_waiting_for_it() -> None:
+    """close_writes() returns once the bytes are written, before they are hashed; the next chunk's
+    pipeline, given that hashing as `after`, hashes its bytes only when it is done."""
+    first, second = batches(4), batches(3)
+    writer, hasher = Recorder(), SlowHasher(0.02)
+
+    async def main() -> None:
+        one = HashWritePipeline(writer, hasher, budget=64 << 20)
+        for parts in first:
+            await one.feed(parts, sum(map(len, parts)))
+        pending = await one.close_writes()
+        assert len(writer.parts) == 8  # written...
+        assert not pending.done()  # ...while the hashing goes on
+        two = HashWritePipeline(writer, hasher, budget=64 << 20, after=pending)
+        for parts in second:
+            await two.feed(parts, sum(map(len, parts)))
+        await asyncio.wrap_future(await two.close_writes())
+
+    run(main())
+    flat = [part for parts in first + second for part in parts]
+    assert writer.parts == flat
+    assert hasher.inner.hexdigest() == hashlib.sha256(b"".join(flat)).hexdigest()
+
+
+def test_a_failed_earlier_hashing_fails_the_next_chunk() -> None:
+    async def main() -> None:
+        failed: concurrent.futures.Future[None] = concurrent.futures.Future()
+        failed.set_exception(MemoryError("earlier chunk"))
+        pipeline = HashWritePipeline(Recorder(), hashlib.sha256(), after=failed)
+        await pipeline.feed([b"x" * 100], 100)
+        await pipeline.close()
+
+    with pytest.raises(MemoryError, match="earlier chunk"):
+        run(main())

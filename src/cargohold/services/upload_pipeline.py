@@ -46,17 +46,27 @@ class _Lane:
                 except BaseException as exc:  # reported by HashWritePipeline.close
                     self.error = exc
             self._release(sum(map(len, parts)))
-        self.finished.set_result(None)
+        if self.error is None:
+            self.finished.set_result(None)
+        else:
+            self.finished.set_exception(self.error)
 
 
 class HashWritePipeline:
-    def __init__(self, writer: UploadWriter, hasher: Any, budget: int = 16 << 20) -> None:
+    """`after`: hashing still running on the same hasher (the previous chunk of this upload,
+    see close_writes); this pipeline's hashing starts when it is done."""
+
+    def __init__(self, writer: UploadWriter, hasher: Any, budget: int = 16 << 20,
+                 after: concurrent.futures.Future[None] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         self._budget = 2 * budget  # every byte is queued on both lanes
         self._queued = 0
         self._room = asyncio.Event()
+        waiting = [after] if after is not None else []
 
         def hash_parts(parts: Sequence[bytes]) -> None:
+            if waiting:
+                waiting.pop().result()  # on this lane's thread: the event loop never waits here
             for part in parts:
                 hasher.update(part)
 
@@ -92,6 +102,19 @@ class HashWritePipeline:
         await self._stop()
         self._raise_lane_error()
 
+    async def close_writes(self) -> concurrent.futures.Future[None]:
+        """Wait until every queued byte is written, not hashed: returns the hashing's future.
+
+        A chunked upload answers each PATCH once its bytes are staged; hashing the chunk's last
+        queued megabytes goes on while the client sends the next one."""
+        hashing, writing = self._lanes
+        for lane in self._lanes:
+            lane.put(_DONE)
+        await asyncio.gather(asyncio.wrap_future(writing.finished), return_exceptions=True)
+        if writing.error is not None:
+            raise writing.error
+        return hashing.finished
+
     async def abort(self) -> None:
         """Drop what is still queued and wait for both threads to stop touching the writer."""
         for lane in self._lanes:
@@ -101,4 +124,5 @@ class HashWritePipeline:
     async def _stop(self) -> None:
         for lane in self._lanes:
             lane.put(_DONE)
-        await asyncio.gather(*(asyncio.wrap_future(lane.finished) for lane in self._lanes))
+        await asyncio.gather(*(asyncio.wrap_future(lane.finished) for lane in self._lanes),
+                             return_exceptions=True)

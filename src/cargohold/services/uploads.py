@@ -12,6 +12,7 @@ import contextlib
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from anyio import to_thread
@@ -36,6 +37,10 @@ async def _run(func: Callable[..., T], *args: Any) -> T:
     return await to_thread.run_sync(func, *args)
 
 
+def _failed(hashing: Future[None] | None) -> bool:
+    return hashing is not None and hashing.done() and hashing.exception() is not None
+
+
 def _sink(writer: UploadWriter, hasher: Any, parts: list[bytes]) -> None:
     writer.write(*parts)
     for part in parts:
@@ -47,7 +52,8 @@ class Uploads:
         self.meta = meta
         self.blobs = blobs
         self.repos = repos
-        self._hashers: dict[str, tuple[int, Any]] = {}
+        # upload id -> (offset, hasher, hashing still running on it or None), for the next chunk
+        self._hashers: dict[str, tuple[int, Any, Future[None] | None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     def _unknown(self) -> RegistryError:
@@ -91,10 +97,15 @@ class Uploads:
         self.blobs.abort(upload_id)
         self._hashers.pop(upload_id, None)
 
-    def _hasher_at(self, upload_id: str, offset: int) -> Any:
+    def _hasher_at(self, upload_id: str, offset: int) -> tuple[Any, Future[None] | None]:
+        """The running hash at offset (and the hashing still finishing on it), or a new one over
+        the staged bytes when this process has none: another worker took the earlier chunks."""
         cached = self._hashers.pop(upload_id, None)
-        if cached is not None and cached[0] == offset:
-            return cached[1]
+        if cached is not None and cached[0] == offset and not _failed(cached[2]):
+            return cached[1], cached[2]
+        if cached is not None and cached[2] is not None:
+            with contextlib.suppress(Exception):
+                cached[2].result()  # let it stop touching the staged bytes' old hash first
         hasher = new_hasher("sha256")
         remaining = offset
         for chunk in self.blobs.read_upload(upload_id):
@@ -105,13 +116,16 @@ class Uploads:
                 break
         if remaining > 0:
             raise RegistryError(Kind.BLOB_UPLOAD_INVALID, "staged data is shorter than the session offset")
-        return hasher
+        return hasher, None
 
     # -- streaming --------------------------------------------------------------------------
 
-    async def _stream(self, upload_id: str, offset: int, body: AsyncIterator[bytes], hasher: Any) -> int:
-        """Append body at offset; returns bytes written. Large bodies are hashed and written on
-        two threads while the next bytes arrive; a small one is handled in one go."""
+    async def _stream(self, upload_id: str, offset: int, body: AsyncIterator[bytes], hasher: Any,
+                      after: Future[None] | None) -> tuple[int, Future[None] | None]:
+        """Append body at offset. Large bodies are hashed and written on two threads while the
+        next bytes arrive; a small one is handled in one go. Returns the bytes written (all of
+        them staged) and the hashing still running on `hasher`, if any (`after`: the same for
+        the previous chunk)."""
         writer = await _run(self.blobs.upload_writer, upload_id, offset)
         pipeline: HashWritePipeline | None = None
         parts: list[bytes] = []
@@ -123,7 +137,7 @@ class Uploads:
                 parts.append(chunk)
                 size += len(chunk)
                 if size >= _BATCH:
-                    pipeline = pipeline or HashWritePipeline(writer, hasher)
+                    pipeline = pipeline or HashWritePipeline(writer, hasher, after=after)
                     await pipeline.feed(parts, size)
                     written += size
                     parts, size = [], 0
@@ -132,15 +146,17 @@ class Uploads:
                     await pipeline.feed(parts, size)
                     written += size
                 done, pipeline = pipeline, None
-                await done.close()
-            elif parts:
+                return written, await done.close_writes()
+            if after is not None:
+                await asyncio.wrap_future(after)
+            if parts:
                 await _run(_sink, writer, hasher, parts)
                 written += size
+            return written, None
         finally:
             if pipeline is not None:
                 await pipeline.abort()
             await _run(writer.close)
-        return written
 
     def _lock(self, upload_id: str) -> asyncio.Lock:
         lock = self._locks.get(upload_id)
@@ -187,9 +203,9 @@ class Uploads:
         if content_range is not None and content_range[0] != offset:
             raise RegistryError(Kind.RANGE_INVALID, f"chunk starts at {content_range[0]}, expected {offset}",
                                 headers=range_headers(offset))
-        hasher = await _run(self._hasher_at, upload_id, offset)
+        hasher, after = await _run(self._hasher_at, upload_id, offset)
         try:
-            written = await self._stream(upload_id, offset, body, hasher)
+            written, hashing = await self._stream(upload_id, offset, body, hasher, after)
         except BaseException:
             self._hashers.pop(upload_id, None)
             raise
@@ -203,7 +219,7 @@ class Uploads:
                                 headers=range_headers(offset))
         if len(self._hashers) >= _CACHE_LIMIT:
             self._hashers.clear()
-        self._hashers[upload_id] = (new_offset, hasher)
+        self._hashers[upload_id] = (new_offset, hasher, hashing)
         return new_offset
 
     async def complete(self, caller: Caller, name: str, upload_id: str, digest: str,
@@ -220,7 +236,10 @@ class Uploads:
 
     async def _finish(self, upload_id: str, repo_id: int, digest: str, size: int) -> int:
         cached = self._hashers.pop(upload_id, None)
-        if algorithm_of(digest) == "sha256" and cached is not None and cached[0] == size:
+        if cached is not None and cached[2] is not None:
+            await asyncio.gather(asyncio.wrap_future(cached[2]), return_exceptions=True)
+        if algorithm_of(digest) == "sha256" and cached is not None and cached[0] == size \
+                and not _failed(cached[2]):
             actual = "sha256:" + cached[1].hexdigest()
         else:
             actual = await _run(self._rehash, upload_id, algorithm_of(digest))
