@@ -137,7 +137,7 @@ def kill_mid_sweep(data_dir: Path, rng: random.Random) -> int:
                 if any(entry.name not in before for entry in entries):
                     break
             time.sleep(0.001)
-        time.sleep(rng.uniform(0, 0.25))
+        time.sleep(rng.uniform(0, 0.08))  # short: a sweep of a few thousand blobs takes ~0.3 s
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait(30)
