@@ -146,7 +146,7 @@ def _check_free(host: str, port: int) -> None:
             raise typer.Exit(2) from None
 
 
-HTTP1_BUFFER = 4 << 20
+HTTP1_BUFFER = 1 << 20
 
 
 def _serve_listener(cfg: Config, host: str, port: int, endpoint_id: str, ssl_cert: Path | None,
@@ -163,8 +163,9 @@ def _serve_listener(cfg: Config, host: str, port: int, endpoint_id: str, ssl_cer
         interface=Interfaces.ASGI, workers=max(cfg.workers, 1),
         ssl_cert=ssl_cert, ssl_key=ssl_key, ssl_protocol_min=SSLProtocols.tls12,
         log_enabled=True, respawn_failed_workers=True,
-        # Request bodies reach the app in pieces of up to this size: 4 MiB instead of granian's
-        # 408 KiB default took its body reading from ~1.1 to ~1.6 GB/s here (docs/benchmarks.md).
+        # Request bodies reach the app in pieces of up to this size: 1 MiB instead of granian's
+        # 408 KiB default took its body reading from ~1.1 to ~1.6 GB/s here; 4 MiB was no faster
+        # and cost 30 MiB more peak memory per worker (docs/benchmarks.md).
         http1_settings=HTTP1Settings(max_buffer_size=HTTP1_BUFFER),
     ).serve()
 
