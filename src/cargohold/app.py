@@ -113,6 +113,9 @@ def build_services(config: Config, *, run_migrations: bool = True,
     return services
 
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -121,6 +124,23 @@ class Metrics:
         self.latency = Histogram("cargohold_http_request_seconds", "HTTP request latency",
                                  ["face"], registry=self.registry,
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30))
+        self._counted: dict[tuple[str, str, int], Any] = {}
+        self._timed: dict[str, Any] = {}
+
+    def record(self, face: str, method: str, status: int, seconds: float) -> None:
+        """Count one request; the labelled children are looked up once (labels() takes a lock).
+        Methods outside HTTP's usual set count as OTHER, so clients cannot mint label values."""
+        if method not in _METHODS:
+            method = "OTHER"
+        key = (face, method, status)
+        counter = self._counted.get(key)
+        if counter is None:
+            counter = self._counted[key] = self.requests.labels(face, method, str(status))
+        counter.inc()
+        timer = self._timed.get(face)
+        if timer is None:
+            timer = self._timed[face] = self.latency.labels(face)
+        timer.observe(seconds)
 
     def render(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
@@ -256,8 +276,7 @@ class CargoholdApp:
             response = JSONResponse({"errors": [{"code": "NOT_FOUND", "message": "not found"}]},
                                     status_code=404)
         await response(scope, receive, send_wrapper)
-        self.metrics.requests.labels(face, scope["method"], str(status_holder.get("status", 0))).inc()
-        self.metrics.latency.labels(face).observe(time.perf_counter() - started)
+        self.metrics.record(face, scope["method"], status_holder.get("status", 0), time.perf_counter() - started)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

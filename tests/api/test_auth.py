@@ -221,3 +221,14 @@ def test_unknown_top_level_path_is_404(anonymous: httpx.Client) -> None:
     r = anonymous.get(f"/no-such-{uuid.uuid4().hex}")
     assert r.status_code == 404
     assert r.json()["errors"]
+
+
+def test_made_up_methods_do_not_mint_metric_labels(server: ServerProcess, anonymous: httpx.Client) -> None:
+    if server.workers != 1:
+        pytest.skip("counters are per worker process")
+    methods = [f"X{uuid.uuid4().hex[:8].upper()}" for _ in range(3)]
+    for method in methods:
+        anonymous.request(method, "/v2/")
+    text = anonymous.get("/metrics").text
+    assert not any(method in text for method in methods)
+    assert 'method="OTHER"' in text
