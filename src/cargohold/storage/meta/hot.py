@@ -16,7 +16,13 @@ from collections import namedtuple
 from typing import Any
 
 _JSON_COLUMNS = frozenset({"mutability_exclusions", "encryption", "resource_tags", "annotations"})
-_RESULTS_LIMIT = 4096  # remembered results per connection
+_RESULTS_LIMIT = 4096  # remembered results per connection (one connection per thread)
+_HELD_LIMIT = 8 << 20  # ... and at most about this many bytes of values
+_ROW_LIMIT = 256 << 10  # a larger row is not remembered
+
+
+def _size_of(values: tuple[Any, ...] | None) -> int:
+    return 0 if values is None else sum(len(v) for v in values if isinstance(v, (str, bytes)))
 
 
 def _row_maker(fields: tuple[str, ...]) -> Any:
@@ -62,6 +68,7 @@ class SqliteHotReads:
             self._local.conn = conn
             self._local.version = None
             self._local.results = {}
+            self._local.held = 0  # bytes of the remembered str/bytes values
         return conn
 
     def one(self, sql: str, params: tuple[Any, ...]) -> Any:
@@ -69,9 +76,9 @@ class SqliteHotReads:
         local = self._local
         results: dict[tuple[str, tuple[Any, ...]], tuple[Any, ...] | None] = local.results
         version = conn.execute("PRAGMA data_version").fetchone()[0]
-        if version != local.version or len(results) >= _RESULTS_LIMIT:
+        if version != local.version or len(results) >= _RESULTS_LIMIT or local.held > _HELD_LIMIT:
             results.clear()
-            local.version = version
+            local.version, local.held = version, 0
         key = (sql, params)
         if key in results:
             values = results[key]
@@ -81,7 +88,10 @@ class SqliteHotReads:
             if sql not in self._makers:
                 self._makers[sql] = _row_maker(tuple(d[0] for d in cursor.description))
             cursor.close()
-            results[key] = values
+            held = _size_of(values)
+            if held <= _ROW_LIMIT:  # a 4 MiB manifest is read again rather than held per thread
+                results[key] = values
+                local.held += held
         return None if values is None else self._makers[sql](values)
 
     def setting(self, key: str) -> str | None:
