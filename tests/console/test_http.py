@@ -122,3 +122,19 @@ def test_session_cookie_is_secure_over_tls() -> None:
             assert f"--endpoint-url {server.url} |" in page.text
     finally:
         cleanup(server)
+
+
+def test_signing_out_revokes_the_session_token(anon: httpx.Client, server: ServerProcess) -> None:
+    """A copied cookie is worthless after sign-out: the token behind it is revoked server-side."""
+    csrf = signed_in(anon, server)
+    token = anon.cookies.get("cargohold_console")
+    assert token
+    r = anon.post("/console/signout", data={"csrf_token": csrf})
+    assert r.status_code == 303 and r.headers["location"].startswith("/console/signin")
+    with httpx.Client(base_url=server.url, timeout=30, cookies={"cargohold_console": token}) as thief:
+        r = thief.get("/console/repositories")
+        assert r.status_code == 303 and r.headers["location"].startswith("/console/signin")
+    r = httpx.get(f"{server.url}/v2/", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert r.status_code == 401
+    signed_in(anon, server)  # signing in again gets a fresh token that works
+    assert anon.get("/console/repositories").status_code in (200, 403)

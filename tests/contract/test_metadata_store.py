@@ -712,3 +712,18 @@ def test_an_unsynced_write_leaves_every_other_write_synced(store: MetadataStore)
             assert conn.exec_driver_sql(setting).scalar_one() == durable
     if sqlite_db:
         assert durable == 2  # FULL
+
+
+def test_purge_settings_drops_only_expired_entries_under_the_prefix(store: MetadataStore) -> None:
+    store.put_setting("revoked-token:a", "100")
+    store.put_setting("revoked-token:b", "300")
+    store.put_setting("revoked-token:c", "garbage")  # not a number: never valid, purged
+    store.put_setting("revoked_tokenXd", "1")  # "_" is not a wildcard here
+    store.put_setting("other", "1")
+    assert store.purge_settings("revoked-token:", 200) == 2
+    assert store.get_setting("revoked-token:a") is None and store.get_setting("revoked-token:c") is None
+    assert store.get_setting("revoked-token:b") == "300"
+    assert store.get_setting("revoked_tokenXd") == "1" and store.get_setting("other") == "1"
+    store.put_setting("revoked-token:e", "50")
+    assert store.purge_settings("revoked_token:", 200) == 0  # "_" in the prefix is matched literally
+    assert store.get_setting("revoked-token:e") == "50"

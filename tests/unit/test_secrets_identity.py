@@ -67,3 +67,31 @@ def test_secret_is_encrypted_at_rest(tmp_path: Path) -> None:
     identity.ensure_root_credentials(tmp_path, "AKIAPLAINTEXTCHECK", "very-recognisable-secret")
     engine.dispose()
     assert b"very-recognisable-secret" not in (tmp_path / "meta.db").read_bytes()
+
+
+def test_only_console_tokens_can_be_revoked_and_revocations_expire(tmp_path: Path) -> None:
+    engine = make_engine(sqlite_url(tmp_path))
+    migrate(engine)
+    clock = Clock()
+    meta = MetadataStore(engine)
+    identity = Identity(meta, SecretBox(Fernet.generate_key()), "123456789012", clock)
+    created = identity.ensure_root_credentials(tmp_path, None, None)
+    assert created is not None
+    principal = identity.authenticate_basic(*created)
+    docker_token, _ = identity.issue_token(principal)
+    console_token, _ = identity.issue_token(principal, 3600, purpose="console")
+    other_console, _ = identity.issue_token(principal, 7200, purpose="console")
+    assert not identity.revoke_token(docker_token)  # docker may hold the same ECR login password
+    assert identity.authenticate_token(docker_token).arn == principal.arn
+    assert not identity.revoke_token("not.a-token")
+    assert identity.revoke_token(console_token)
+    with pytest.raises(RegistryError, match="signed out"):
+        identity.authenticate_token(console_token)
+    assert identity.authenticate_token(other_console).arn == principal.arn  # one session, not all
+    # Once a token would have expired anyway, its revocation is purged by the next sign-out.
+    clock.now += 3601
+    assert identity.revoke_token(other_console)
+    with pytest.raises(RegistryError, match="expired"):
+        identity.authenticate_token(console_token)
+    assert meta.purge_settings("revoked-token:", int(clock.now) + 7200) == 1  # only other_console's was left
+    engine.dispose()

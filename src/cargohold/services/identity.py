@@ -8,6 +8,7 @@ later stage plugs in here; until then the account's own principals may do everyt
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import os
 import secrets
@@ -69,6 +70,14 @@ def root_arn(account_id: str) -> str:
     return f"arn:aws:iam::{account_id}:root"
 
 
+CONSOLE_PURPOSE = "console"
+REVOKED_PREFIX = "revoked-token:"
+
+
+def _revoked_key(token: str) -> str:
+    return REVOKED_PREFIX + hashlib.sha256(token.encode()).hexdigest()
+
+
 class Identity:
     def __init__(self, meta: MetadataStore, box: SecretBox, account_id: str,
                  clock: Callable[[], float] = time.time) -> None:
@@ -124,12 +133,26 @@ class Identity:
             raise RegistryError(Kind.UNAUTHORIZED, "invalid username or password")
         return found[0]
 
-    def issue_token(self, principal: Principal, ttl: int = TOKEN_TTL_SECONDS) -> tuple[str, int]:
-        """A login password bound to the principal and its access key; returns (token, expires)."""
+    def issue_token(self, principal: Principal, ttl: int = TOKEN_TTL_SECONDS,
+                    purpose: str | None = None) -> tuple[str, int]:
+        """A login password bound to the principal and its access key; returns (token, expires).
+        purpose="console": a console session's, which signing out ends for good (revoke_token)."""
         expires = int(self.clock()) + ttl
         nonce = "".join(secrets.choice(string.ascii_letters) for _ in range(8))
-        token = self.box.sign({"k": principal.access_key_id, "e": expires, "n": nonce})
-        return token, expires
+        payload: dict[str, object] = {"k": principal.access_key_id, "e": expires, "n": nonce}
+        if purpose is not None:
+            payload["p"] = purpose
+        return self.box.sign(payload), expires
+
+    def revoke_token(self, token: str) -> bool:
+        """End a console session's token before it expires. Other tokens (ECR login passwords) are
+        left alone: docker may be using the same one. Expired revocations are purged here too."""
+        payload = self.box.verify(token)
+        if payload is None or payload.get("p") != CONSOLE_PURPOSE or not isinstance(payload.get("e"), int):
+            return False
+        self.meta.put_setting(_revoked_key(token), str(payload["e"]))
+        self.meta.purge_settings(REVOKED_PREFIX, int(self.clock()))
+        return True
 
     def authenticate_token(self, token: str) -> Principal:
         payload = self.box.verify(token)
@@ -138,6 +161,8 @@ class Identity:
         expires = payload.get("e")
         if not isinstance(expires, int) or expires < self.clock():
             raise RegistryError(Kind.UNAUTHORIZED, "authorization token has expired")
+        if payload.get("p") == CONSOLE_PURPOSE and self.meta.get_setting(_revoked_key(token)) is not None:
+            raise RegistryError(Kind.UNAUTHORIZED, "this session was signed out")
         key_id = payload.get("k")
         # The key is looked up again: deactivating it revokes its tokens on the next request.
         found = self.principal_for_key(key_id) if isinstance(key_id, str) else None

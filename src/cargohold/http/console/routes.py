@@ -26,7 +26,7 @@ from cargohold.http.bodies import read_limited
 from cargohold.http.console.session import SESSION_TTL_SECONDS, CsrfError, Sessions
 from cargohold.http.console.views import human_bytes, image_kind, iso_time, short_digest, show_time
 from cargohold.http.context import ContextFactory
-from cargohold.services.identity import TOKEN_USER, Identity, Principal
+from cargohold.services.identity import CONSOLE_PURPOSE, TOKEN_USER, Identity, Principal
 from cargohold.services.repositories import Caller
 
 log = logging.getLogger("cargohold.console")
@@ -205,13 +205,14 @@ class ConsoleBase:
             ttl = int(expires - self.identity.clock()) if isinstance(expires, int) else SESSION_TTL_SECONDS
             return principal, token, min(ttl, SESSION_TTL_SECONDS)
         principal = self.identity.authenticate_basic(key_id, secret)
-        token, _ = self.identity.issue_token(principal, SESSION_TTL_SECONDS)
+        token, _ = self.identity.issue_token(principal, SESSION_TTL_SECONDS, purpose=CONSOLE_PURPOSE)
         return principal, token, SESSION_TTL_SECONDS
 
     async def signout(self, request: Request) -> Response:
         token = self.sessions.token(request)
         if token is not None:
             await self.form(request, token)
+            await run(self.identity.revoke_token, token)  # the cookie's token stops working everywhere
         response = self.redirect(f"{PREFIX}/signin", notice="signed-out")
         self.sessions.clear(response, request)
         return response

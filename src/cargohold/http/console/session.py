@@ -2,7 +2,9 @@
 
 The session cookie carries exactly what `docker login` gets: a token from Identity.issue_token
 (or the ECR login token the person signed in with), checked by Identity.authenticate_token on
-every request, so deactivating the access key ends the session too. The cookie is HttpOnly,
+every request, so deactivating the access key ends the session too, and signing out revokes a
+token the console issued (Identity.revoke_token; an ECR login token someone signed in with stays
+valid, since docker may hold the same one). The cookie is HttpOnly,
 SameSite=Strict, scoped to /console and Secure when the console is served over TLS.
 
 CSRF: a form's token is the server's signature over a hash of the session token, so a page of

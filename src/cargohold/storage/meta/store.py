@@ -52,6 +52,16 @@ class MetadataStore(MaintenanceQueries):
         with self.write() as conn:
             return conn.execute(delete(s.settings).where(s.settings.c.key == key)).rowcount > 0
 
+    def purge_settings(self, prefix: str, before: int) -> int:
+        """Delete the settings under prefix whose value, a number, is below `before` (expiries)."""
+        t = s.settings
+        with self.write() as conn:
+            rows = conn.execute(select(t.c.key, t.c.value).where(t.c.key.startswith(prefix, autoescape=True))).all()
+            stale = [row.key for row in rows if not row.value.isdigit() or int(row.value) < before]
+            if stale:
+                conn.execute(delete(t).where(t.c.key.in_(stale)))
+        return len(stale)
+
     # -- principals and access keys ---------------------------------------------------------
 
     def ensure_principal(self, arn: str, account_id: str, kind: str, name: str, user_id: str,
