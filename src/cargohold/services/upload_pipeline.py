@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -74,7 +75,8 @@ class HashWritePipeline:
                        _Lane("upload-write", lambda parts: writer.write(*parts), self._released))
 
     def _released(self, nbytes: int) -> None:  # on a lane's thread
-        self._loop.call_soon_threadsafe(self._free, nbytes)
+        with contextlib.suppress(RuntimeError):  # a closed loop (shutdown): nobody waits for room now
+            self._loop.call_soon_threadsafe(self._free, nbytes)
 
     def _free(self, nbytes: int) -> None:
         self._queued -= nbytes
