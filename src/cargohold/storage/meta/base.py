@@ -50,15 +50,8 @@ class StoreBase:
                 conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
                 yield conn
             return
-        with self.engine.connect().execution_options(write=True) as conn:
-            raw = conn.connection.driver_connection
-            assert raw is not None
-            raw.execute("PRAGMA synchronous=NORMAL")
-            try:
-                with conn.begin():
-                    yield conn
-            finally:
-                raw.execute("PRAGMA synchronous=FULL")
+        with self._sqlite_write_with("synchronous=NORMAL", "synchronous=FULL") as conn, conn.begin():
+            yield conn
 
     @contextmanager
     def try_write(self, wait_ms: int = 50) -> Iterator[Connection | None]:
@@ -71,20 +64,27 @@ class StoreBase:
             with self.write() as conn:
                 yield conn
             return
+        with self._sqlite_write_with(f"busy_timeout={int(wait_ms)}", "busy_timeout=30000") as conn:
+            try:
+                transaction = conn.begin()
+            except OperationalError:
+                yield None
+                return
+            with transaction:
+                yield conn
+
+    @contextmanager
+    def _sqlite_write_with(self, pragma: str, restore: str) -> Iterator[Connection]:
+        """A SQLite write connection (no transaction begun) with `PRAGMA <pragma>` in force, set back
+        with `restore` before the connection returns to the pool."""
         with self.engine.connect().execution_options(write=True) as conn:
             raw = conn.connection.driver_connection
             assert raw is not None
-            raw.execute(f"PRAGMA busy_timeout={int(wait_ms)}")
+            raw.execute(f"PRAGMA {pragma}")
             try:
-                try:
-                    transaction = conn.begin()
-                except OperationalError:
-                    yield None
-                    return
-                with transaction:
-                    yield conn
+                yield conn
             finally:
-                raw.execute("PRAGMA busy_timeout=30000")
+                raw.execute(f"PRAGMA {restore}")
 
     def _insert_ignore(self, conn: Connection, table: Any, values: dict[str, Any]) -> None:
         dialect_insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
