@@ -369,6 +369,21 @@ def test_unknown_manifest(client: httpx.Client) -> None:
     assert_oci_error(client.get(f"/v2/{other}/manifests/{image.digest}"), 404, "MANIFEST_UNKNOWN")
 
 
+def test_pull_of_a_reference_no_tag_can_have_is_404(client: httpx.Client) -> None:
+    """The official OCI conformance suite pulls ".INVALID_MANIFEST_NAME" and expects 404, and its
+    delete helper expects GET .../manifests/<ref> (sent literally, %3Cref%3E) to be 404 too."""
+    repo = unique_repo()
+    push_image(client, repo, "present")
+    for ref in (".INVALID_MANIFEST_NAME", "%3Cref%3E", "-dash", "a" * 129):
+        assert_oci_error(client.get(f"/v2/{repo}/manifests/{ref}"), 404, "MANIFEST_UNKNOWN")
+        h = client.head(f"/v2/{repo}/manifests/{ref}")
+        assert h.status_code == 404
+        assert h.content == b""
+    # The repository is still checked first, and a malformed digest is still DIGEST_INVALID.
+    assert_oci_error(client.get(f"/v2/{unique_repo('nowhere')}/manifests/.x"), 404, "NAME_UNKNOWN")
+    assert_oci_error(client.get(f"/v2/{repo}/manifests/sha256:totallywrong"), 400, "DIGEST_INVALID")
+
+
 def test_manifest_in_unknown_repository(client: httpx.Client) -> None:
     repo = unique_repo("nowhere")
     assert_oci_error(client.get(f"/v2/{repo}/manifests/latest"), 404, "NAME_UNKNOWN")

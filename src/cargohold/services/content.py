@@ -91,7 +91,17 @@ class Content:
     # -- manifests --------------------------------------------------------------------------
 
     def get_manifest(self, caller: Caller, name: str, reference: str, *, head: bool = False) -> ManifestRow:
-        tag, digest = parse_reference(reference)
+        try:
+            tag, digest = parse_reference(reference)
+        except RegistryError as err:
+            if err.kind is not Kind.TAG_INVALID:
+                raise
+            # A pull of a reference that cannot be a tag (".x", "<ref>") finds no manifest: OCI
+            # answers 404 for that, as the official conformance suite checks; TAG_INVALID is an
+            # optional Docker-era code, kept for PUT and DELETE.
+            self.repos.resolve(caller, name, "ecr:BatchGetImage")
+            raise RegistryError(Kind.MANIFEST_UNKNOWN,
+                                f"manifest {reference[:200]!r} is not in repository '{name}'") from None
         repo = self.repos.resolve(caller, name, "ecr:BatchGetImage")
         if digest is not None:
             row = self.meta.get_manifest(repo.id, digest, with_content=not head)
