@@ -146,17 +146,24 @@ class Metrics:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+AUDIT_PURGE_INTERVAL = 3600  # seconds between purges of audit decisions past their retention
+
+
 class BackgroundJobs:
-    """Periodic maintenance (GC, lifecycle) in a daemon thread; a file lock picks one runner per data dir."""
+    """Periodic maintenance (GC, lifecycle, audit retention) in a daemon thread; a file lock picks
+    one runner per data dir."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        cfg = services.config
+        intervals = {"gc": cfg.gc_interval, "lifecycle": cfg.lifecycle_interval,
+                     "audit": AUDIT_PURGE_INTERVAL if cfg.audit_retention_days > 0 else 0}
+        self.intervals = {job: seconds for job, seconds in intervals.items() if seconds > 0}
 
     def start(self) -> None:
-        cfg = self.services.config
-        if (cfg.gc_interval > 0 or cfg.lifecycle_interval > 0) and self._thread is None:
+        if self.intervals and self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="cargohold-jobs", daemon=True)
             self._thread.start()
 
@@ -164,22 +171,20 @@ class BackgroundJobs:
         self._stop.set()
 
     def _loop(self) -> None:
-        cfg = self.services.config
         now = time.monotonic()
-        due = {"gc": now + cfg.gc_interval if cfg.gc_interval > 0 else None,
-               "lifecycle": now + cfg.lifecycle_interval if cfg.lifecycle_interval > 0 else None}
-        while not self._stop.wait(min(1.0, max(0.05, min(t for t in due.values() if t is not None) - now))):
+        due = {job: now + seconds for job, seconds in self.intervals.items()}
+        while not self._stop.wait(min(1.0, max(0.05, min(due.values()) - now))):
             now = time.monotonic()
             for job, when in due.items():
-                if when is None or now < when:
+                if now < when:
                     continue
                 try:
-                    self._run(job)
+                    self.run(job)
                 except Exception:
                     log.exception("background %s failed", job)
-                due[job] = time.monotonic() + (cfg.gc_interval if job == "gc" else cfg.lifecycle_interval)
+                due[job] = time.monotonic() + self.intervals[job]
 
-    def _run(self, job: str) -> None:
+    def run(self, job: str) -> None:
         gc = self.services.gc
         with gc.exclusive(wait=False) as mine:  # one maintenance runner at a time
             if not mine:
@@ -188,9 +193,15 @@ class BackgroundJobs:
                 report = gc.run()
                 log.info("gc: %d blobs (%d bytes) freed, %d uploads purged in %.1fs",
                          report.blobs_deleted, report.bytes_freed, report.uploads_purged, report.seconds)
-            else:
+            elif job == "lifecycle":
                 expired = self.services.lifecycle.run()
                 log.info("lifecycle: %d images expired", sum(1 for e in expired if e.deleted))
+            else:
+                days = self.services.config.audit_retention_days
+                cutoff = int((self.services.identity.clock() - days * 86400) * 1000)
+                purged = self.services.iam.store.purge_events(cutoff)
+                if purged:
+                    log.info("audit: %d decisions older than %d days purged", purged, days)
 
 
 class CargoholdApp:

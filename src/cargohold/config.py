@@ -40,6 +40,7 @@ class Config:
     endpoints: list[str] = field(default_factory=list)  # extra listeners "HOST:PORT=vpce-id"
     trusted_proxies: list[str] = field(default_factory=list)  # CIDRs whose X-Forwarded-For is believed
     audit: bool = True  # record every authorization decision in the audit trail
+    audit_retention_days: int = 90  # decisions older than this are purged hourly (0: kept forever)
     # Vulnerability scanning (services/scanning): background scan threads, size caps, the OSV feed.
     scan_workers: int = 1  # scans run in this many background threads per server process
     scan_max_layer_bytes: int = 8 << 30  # uncompressed bytes read from one layer before the scan fails

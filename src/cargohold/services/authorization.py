@@ -50,9 +50,12 @@ def parse_or_none(text: str, resource_policy: bool) -> Policy | None:
 
 
 class AuditLog:
-    """Buffers decisions and writes them from one background thread (at most ~1 s behind)."""
+    """Buffers decisions and writes them from one background thread, a fifth of a second behind.
 
-    def __init__(self, store: IamStore, flush_seconds: float = 1.0, enabled: bool = True) -> None:
+    Short batches on purpose: a batch is written holding the GIL for its Python part (~4 us an
+    event), so one second of a busy registry (5,000 decisions) stalled requests for ~20 ms."""
+
+    def __init__(self, store: IamStore, flush_seconds: float = 0.2, enabled: bool = True) -> None:
         self.store = store
         self.flush_seconds = flush_seconds
         self.enabled = enabled

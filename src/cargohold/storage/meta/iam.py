@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, literal, select, union_all, update
@@ -68,6 +69,10 @@ class AuditEvent:
     reason: str
     policy: str | None
     statement: str | None
+
+
+_AUDIT_FIELDS = tuple(AuditEvent.__dataclass_fields__)
+_audit_values = attrgetter(*_AUDIT_FIELDS)
 
 
 class Conflict(Exception):
@@ -282,10 +287,28 @@ class IamStore:
     # -- audit trail ------------------------------------------------------------------------
 
     def record(self, events: Sequence[AuditEvent]) -> None:
+        """Append a batch of decisions. Plain driver-level executemany of tuples: half the CPU of an
+        expression insert of dicts, and this runs for every request. The commit does not wait for
+        the disk: the batch was only in memory a moment ago anyway (see AuditLog)."""
         if not events:
             return
-        with self.meta.write() as conn:
-            conn.execute(insert(s.audit_events), [e.__dict__ for e in events])
+        mark = "?" if self.meta.engine.dialect.paramstyle == "qmark" else "%s"
+        sql = (f"INSERT INTO audit_events ({', '.join(_AUDIT_FIELDS)}) "
+               f"VALUES ({', '.join([mark] * len(_AUDIT_FIELDS))})")
+        with self.meta.write_unsynced() as conn:
+            conn.exec_driver_sql(sql, [_audit_values(e) for e in events])
+
+    def purge_events(self, before_ms: int, batch: int = 10_000) -> int:
+        """Delete decisions older than `before_ms`, a batch per transaction (writers wait briefly)."""
+        e = s.audit_events
+        purged = 0
+        while True:
+            with self.meta.write_unsynced() as conn:
+                ids = select(e.c.id).where(e.c.at < before_ms).order_by(e.c.at).limit(batch).scalar_subquery()
+                count = conn.execute(delete(e).where(e.c.id.in_(ids))).rowcount
+            purged += count
+            if count < batch:
+                return purged
 
     def events(self, *, since: int | None = None, principal: str | None = None, action: str | None = None,
                allowed: bool | None = None, limit: int = 100) -> list[AuditEvent]:
