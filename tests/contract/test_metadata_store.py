@@ -682,6 +682,24 @@ def test_reads_see_commits_from_other_connections_immediately(store: MetadataSto
     assert store.get_repository(ACCOUNT, "seen/app") is None
 
 
+def test_a_request_scope_sees_its_own_process_writes_and_fresh_commits_after_it(
+        store: MetadataStore, engine: Engine) -> None:
+    """Inside request_scope the reads share one look at the database: another process's commit made
+    mid-scope shows from the next scope on, while this process's own writes show at once."""
+    other = MetadataStore(engine)  # its writes stand for another worker process's (own connections)
+    repo = store.create_repository(ACCOUNT, "scoped/app", NOW)
+    with store.request_scope():
+        assert store.repository_blob(repo.id, dg("s1")) is None
+        store.link_blob(repo.id, dg("s1"), 11, NOW)  # this process writes within the scope ...
+        assert store.repository_blob(repo.id, dg("s1")) == (11, NOW)  # ... and reads it back at once
+        other.link_blob(repo.id, dg("s2"), 12, NOW)
+        store.repository_blob(repo.id, dg("s2"))  # before or after the commit: both are allowed here
+    with store.request_scope():  # a new scope looks again
+        assert store.repository_blob(repo.id, dg("s2")) == (12, NOW)
+    other.unlink_blob(repo.id, dg("s2"))
+    assert store.repository_blob(repo.id, dg("s2")) is None  # outside a scope every read looks
+
+
 def test_rows_read_twice_share_no_mutable_values(store: MetadataStore) -> None:
     store.create_repository(ACCOUNT, "own/app", NOW, resource_tags=[{"Key": "a", "Value": "1"}])
     first = store.get_repository(ACCOUNT, "own/app")

@@ -37,3 +37,70 @@ def test_held_bytes_stay_bounded(tmp_path: Path) -> None:
     for i in range(count):
         assert len(reads.one("SELECT body FROM t WHERE id = ?", (i,)).body) == _ROW_LIMIT
         assert reads._local.held <= _HELD_LIMIT + _ROW_LIMIT
+
+
+def test_a_scope_asks_data_version_once_unless_this_process_wrote(tmp_path: Path) -> None:
+    db = tmp_path / "meta.db"
+    make_db(db, [10, 20, 30])
+    reads = SqliteHotReads(str(db))
+    statements: list[str] = []
+    reads._conn().set_trace_callback(statements.append)
+
+    def pragmas() -> int:
+        count = sum(1 for s in statements if s.startswith("PRAGMA data_version"))
+        statements.clear()
+        return count
+
+    for i in range(3):
+        reads.one("SELECT body FROM t WHERE id = ?", (i,))
+    assert pragmas() == 3  # outside a scope: every read looks
+    with reads.scope():
+        for i in range(3):
+            reads.one("SELECT body FROM t WHERE id = ?", (i,))
+        assert pragmas() == 1
+        reads.writes += 1  # what StoreBase does after each write transaction
+        reads.one("SELECT body FROM t WHERE id = ?", (0,))
+        reads.one("SELECT body FROM t WHERE id = ?", (1,))
+        assert pragmas() == 1
+    with reads.scope():
+        reads.one("SELECT body FROM t WHERE id = ?", (0,))
+        assert pragmas() == 1  # every scope looks once
+
+
+def test_commits_by_another_connection_are_seen_through_the_wal_index_without_asking(tmp_path: Path) -> None:
+    """With the -shm file mapped, a look costs no statement; another connection's commit changes the
+    header and the next read sees the new row. SQLite itself is still asked once a second."""
+    db = tmp_path / "meta.db"
+    make_db(db, [1])
+    writer = sqlite3.connect(db, isolation_level=None)  # keeps the WAL (and its -shm) alive, as servers do
+    writer.execute("SELECT 1 FROM t").fetchall()
+    reads = SqliteHotReads(str(db))
+    statements: list[str] = []
+    reads._conn().set_trace_callback(statements.append)
+    assert len(reads.one("SELECT body FROM t WHERE id = ?", (0,)).body) == 1
+    assert reads._wal_index is not None  # mapped
+    statements.clear()
+    for _ in range(5):
+        assert len(reads.one("SELECT body FROM t WHERE id = ?", (0,)).body) == 1
+    assert statements == []  # remembered, and no PRAGMA asked: the header did not move
+    for size in (2, 3, 4):
+        writer.execute("UPDATE t SET body = ? WHERE id = 0", (b"y" * size,))
+        assert len(reads.one("SELECT body FROM t WHERE id = ?", (0,)).body) == size
+    assert not any(s.startswith("PRAGMA") for s in statements)
+    reads._local.pragma_due = 0.0  # a second later: SQLite is asked again
+    reads.one("SELECT body FROM t WHERE id = ?", (0,))
+    assert any(s.startswith("PRAGMA data_version") for s in statements)
+    writer.close()
+
+
+def test_without_a_wal_index_every_look_asks_sqlite(tmp_path: Path) -> None:
+    db = tmp_path / "meta.db"
+    conn = sqlite3.connect(db, isolation_level=None)  # rollback journal: no -shm file at all
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB)")
+    conn.execute("INSERT INTO t VALUES (0, x'00')")
+    reads = SqliteHotReads(str(db))
+    assert reads.one("SELECT body FROM t WHERE id = ?", (0,)).body == b"\x00"
+    assert reads._wal_index is None
+    conn.execute("UPDATE t SET body = x'0102' WHERE id = 0")
+    assert reads.one("SELECT body FROM t WHERE id = ?", (0,)).body == b"\x01\x02"
+    conn.close()

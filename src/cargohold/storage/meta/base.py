@@ -6,7 +6,7 @@ Writers open their transaction with `write=True` (SQLite: BEGIN IMMEDIATE).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import Engine
@@ -34,8 +34,19 @@ class StoreBase:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        with self.engine.connect().execution_options(write=True) as conn, conn.begin():
-            yield conn
+        try:
+            with self.engine.connect().execution_options(write=True) as conn, conn.begin():
+                yield conn
+        finally:
+            self._wrote()
+
+    def _wrote(self) -> None:
+        if self._hot is not None:  # reads in a request scope must see this process's own writes
+            self._hot.writes += 1
+
+    def request_scope(self) -> AbstractContextManager[None]:
+        """The per-request reads inside share one look at the database (SQLite: see hot.py)."""
+        return self._hot.scope() if self._hot is not None else nullcontext()
 
     @contextmanager
     def write_unsynced(self) -> Iterator[Connection]:
@@ -85,6 +96,7 @@ class StoreBase:
                 yield conn
             finally:
                 raw.execute(f"PRAGMA {restore}")
+                self._wrote()
 
     def _insert_ignore(self, conn: Connection, table: Any, values: dict[str, Any]) -> None:
         dialect_insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
