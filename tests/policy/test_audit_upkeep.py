@@ -1,12 +1,16 @@
-"""Audit retention: the background job purges decisions older than CARGOHOLD_AUDIT_RETENTION_DAYS and
-keeps the rest; 0 keeps everything (no purge job at all)."""
+"""The audit trail's upkeep: the background job purges decisions older than
+CARGOHOLD_AUDIT_RETENTION_DAYS and keeps the rest (0 keeps everything); decisions waiting for the
+writer are bounded and written in order."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from cargohold.app import BackgroundJobs, build_services
 from cargohold.config import Config, load_config
+from cargohold.services import authorization
 from cargohold.storage.meta.iam import AuditEvent
 
 DAY_MS = 86_400_000
@@ -46,3 +50,27 @@ def test_zero_retention_keeps_everything(tmp_path: Path) -> None:
         assert set(BackgroundJobs(services).intervals) == {"gc", "lifecycle"}
     finally:
         services.meta.engine.dispose()
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.batches: list[list[AuditEvent]] = []
+
+    def record(self, events: list[AuditEvent]) -> None:
+        self.batches.append(list(events))
+
+
+def test_pending_decisions_are_bounded_and_written_in_order(monkeypatch: pytest.MonkeyPatch,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(authorization, "MAX_PENDING", 3)
+    store = _Recorder()
+    log = authorization.AuditLog(store, flush_seconds=3600)  # type: ignore[arg-type]
+    for n in range(5):
+        log.add(_event(n, n))
+    assert "audit queue full" in caplog.text  # the two beyond the bound are dropped, and said so
+    log.flush()
+    log.flush()  # nothing pending: no empty batch written
+    assert [[e.request_id for e in batch] for batch in store.batches] == [["r0", "r1", "r2"]]
+    log.add(_event(9, 9))  # room again after a flush
+    log.flush()
+    assert store.batches[-1][0].request_id == "r9"
