@@ -44,6 +44,11 @@ class StoreBase:
         if self._hot is not None:  # reads in a request scope must see this process's own writes
             self._hot.writes += 1
 
+    @property
+    def hot(self) -> SqliteHotReads | None:
+        """The SQLite fast path for per-request reads (None on PostgreSQL)."""
+        return self._hot
+
     def request_scope(self) -> AbstractContextManager[None]:
         """The per-request reads inside share one look at the database (SQLite: see hot.py)."""
         return self._hot.scope() if self._hot is not None else nullcontext()

@@ -157,9 +157,22 @@ class SqliteHotReads:
         return _Scope(self._local)
 
     def one(self, sql: str, params: tuple[Any, ...]) -> Any:
+        """The first row of the result (a named tuple) or None."""
+        values = self._remembered(sql, params, False)
+        return None if values is None else self._makers[sql](values)
+
+    def all(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        """Every row of the result, as named tuples."""
+        make = None
+        rows = self._remembered(sql, params, True)
+        if rows:
+            make = self._makers[sql]
+        return [make(values) for values in rows] if make is not None else []
+
+    def _remembered(self, sql: str, params: tuple[Any, ...], every_row: bool) -> Any:
         conn = self._conn()
         local = self._local
-        results: dict[tuple[str, tuple[Any, ...]], tuple[Any, ...] | None] = local.results
+        results: dict[tuple[str, tuple[Any, ...]], Any] = local.results
         if not local.scoped or local.checked != self.writes:
             if local.scoped:
                 local.checked = self.writes
@@ -171,18 +184,26 @@ class SqliteHotReads:
             local.held = 0
         key = (sql, params)
         if key in results:
-            values = results[key]
-        else:
-            cursor = conn.execute(sql, params)
-            values = cursor.fetchone()
-            if sql not in self._makers:
-                self._makers[sql] = _row_maker(tuple(d[0] for d in cursor.description))
-            cursor.close()
-            held = _size_of(values)
-            if held <= _ROW_LIMIT:  # a 4 MiB manifest is read again rather than held per thread
-                results[key] = values
-                local.held += held
-        return None if values is None else self._makers[sql](values)
+            return results[key]
+        cursor = conn.execute(sql, params)
+        values = tuple(cursor.fetchall()) if every_row else cursor.fetchone()
+        if sql not in self._makers:
+            self._makers[sql] = _row_maker(tuple(d[0] for d in cursor.description))
+        cursor.close()
+        held = sum(map(_size_of, values)) if every_row else _size_of(values)
+        if held <= _ROW_LIMIT:  # a 4 MiB manifest is read again rather than held per thread
+            results[key] = values
+            local.held += held
+        return values
+
+    def identity_policies(self, user_arn: str) -> list[Any]:
+        """(label, document) of every policy of a user: its inline and attached ones, and its groups'."""
+        owners = "SELECT ? AS owner UNION ALL SELECT group_arn FROM group_members WHERE user_arn = ?"
+        return self.all(f"SELECT o.owner || ' inline:' || i.name AS label, i.document FROM inline_policies i "
+                        f"JOIN ({owners}) o ON o.owner = i.owner_arn "
+                        f"UNION ALL SELECT m.arn AS label, m.document FROM managed_policies m "
+                        f"JOIN policy_attachments a ON a.policy_arn = m.arn JOIN ({owners}) o ON o.owner = a.owner_arn",
+                        (user_arn, user_arn, user_arn, user_arn))
 
     def setting(self, key: str) -> str | None:
         row = self.one("SELECT value FROM settings WHERE key = ?", (key,))

@@ -273,7 +273,11 @@ class IamStore:
         return [(r.name, r.arn) for r in rows]
 
     def identity_policies(self, user_arn: str) -> list[tuple[str, str]]:
-        """Every policy document that applies to a user, as (label, document), in one query."""
+        """Every policy document that applies to a user, as (label, document), in one query (on
+        SQLite the remembered per-request read: every request of an IAM user asks)."""
+        hot = self.meta.hot
+        if hot is not None:
+            return [(r.label, r.document) for r in hot.identity_policies(user_arn)]
         i, a, m, g = s.inline_policies, s.policy_attachments, s.managed_policies, s.group_members
         owners = union_all(select(literal(user_arn).label("owner")),
                            select(g.c.group_arn.label("owner")).where(g.c.user_arn == user_arn)).subquery()
