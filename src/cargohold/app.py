@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 import threading
@@ -323,4 +324,7 @@ def worker_app() -> CargoholdApp:
     # finishing a request's work should not wait a whole interval for the loop to let go.
     sys.setswitchinterval(0.0005)
     keep_freed_buffers()
+    # anyio imports its asyncio backend on the first to_thread call: ~30 ms the first request of
+    # every worker would otherwise wait for.
+    importlib.import_module("anyio._backends._asyncio")
     return create_app(load_config(), run_migrations=False)
