@@ -6,6 +6,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from cargohold.storage.meta.hot import _HELD_LIMIT, _ROW_LIMIT, SqliteHotReads
 
 
@@ -39,32 +41,37 @@ def test_held_bytes_stay_bounded(tmp_path: Path) -> None:
         assert reads._local.held <= _HELD_LIMIT + _ROW_LIMIT
 
 
-def test_a_scope_asks_data_version_once_unless_this_process_wrote(tmp_path: Path) -> None:
+def test_a_scope_looks_once_unless_this_process_wrote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = tmp_path / "meta.db"
     make_db(db, [10, 20, 30])
     reads = SqliteHotReads(str(db))
-    statements: list[str] = []
-    reads._conn().set_trace_callback(statements.append)
+    calls: list[int] = []
+    look = reads._changed
 
-    def pragmas() -> int:
-        count = sum(1 for s in statements if s.startswith("PRAGMA data_version"))
-        statements.clear()
+    def counted(conn: sqlite3.Connection) -> bool:
+        calls.append(1)
+        return look(conn)
+    monkeypatch.setattr(reads, "_changed", counted)
+
+    def looks() -> int:
+        count = len(calls)
+        calls.clear()
         return count
 
     for i in range(3):
         reads.one("SELECT body FROM t WHERE id = ?", (i,))
-    assert pragmas() == 3  # outside a scope: every read looks
+    assert looks() == 3  # outside a scope: every read looks
     with reads.scope():
         for i in range(3):
             reads.one("SELECT body FROM t WHERE id = ?", (i,))
-        assert pragmas() == 1
+        assert looks() == 1
         reads.writes += 1  # what StoreBase does after each write transaction
         reads.one("SELECT body FROM t WHERE id = ?", (0,))
         reads.one("SELECT body FROM t WHERE id = ?", (1,))
-        assert pragmas() == 1
+        assert looks() == 1
     with reads.scope():
         reads.one("SELECT body FROM t WHERE id = ?", (0,))
-        assert pragmas() == 1  # every scope looks once
+        assert looks() == 1  # every scope looks once
 
 
 def test_commits_by_another_connection_are_seen_through_the_wal_index_without_asking(tmp_path: Path) -> None:

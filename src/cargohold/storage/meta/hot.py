@@ -87,7 +87,9 @@ class SqliteHotReads:
         self._makers: dict[str, Any] = {}
         self.writes = 0  # bumped by this process's writers after every write transaction (see scope)
         self._wal_index: mmap.mmap | None = None
-        self._wal_next_try = 0.0  # the -shm file appears with the first connection in WAL mode
+        self._wal_fd: int | None = None  # never closed once opened (see _map_wal_index)
+        self._wal_keeper: sqlite3.Connection | None = None
+        self._wal_next_try = 0.0
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -105,23 +107,37 @@ class SqliteHotReads:
         return conn
 
     def _header_view(self, now: float) -> mmap.mmap | None:
-        """The database's WAL-index (the -shm file), mapped read-only once per process, or None
-        (then tried again a second later)."""
-        if self._wal_index is None and now >= self._wal_next_try:
+        """The database's WAL-index header (the -shm file), mapped read-only once per process, or
+        None (then tried again a second later; never again after a mapping that is not usable)."""
+        if self._wal_index is None and self._wal_fd is None and now >= self._wal_next_try:
             self._wal_next_try = now + _PRAGMA_EVERY
-            try:
-                fd = os.open(self.path + "-shm", os.O_RDONLY)
-                try:
-                    view = mmap.mmap(fd, _WAL_HEADER, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
-                finally:
-                    os.close(fd)
-            except (OSError, ValueError):
-                return None
-            if int.from_bytes(view[:4], sys.byteorder) == _WAL_INDEX_VERSION:
-                self._wal_index = view
-            else:
-                view.close()
+            self._map_wal_index()
         return self._wal_index
+
+    def _map_wal_index(self) -> None:
+        """Map the WAL-index without weakening SQLite's locking. Two rules, both load-bearing:
+
+        - The descriptor opened for the mapping is never closed. Closing any descriptor of a file
+          drops every POSIX lock the process holds on it, SQLite's included, and SQLite's lock on
+          the -shm file is what stops another process (a `cargohold gc`, say) from resetting it:
+          truncated under a mapping, the next read of it is a SIGBUS.
+        - A connection of this object's own keeps the WAL-index open (SQLite's lock held) for as
+          long as the mapping lives, whatever happens to the other connections of the process.
+        """
+        keeper = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            keeper.execute("SELECT count(*) FROM sqlite_master").fetchall()  # opens the WAL-index
+            fd = os.open(self.path + "-shm", os.O_RDONLY)
+        except (OSError, sqlite3.Error):
+            keeper.close()  # SQLite closes its own descriptors with care; there is no -shm (no WAL)
+            return
+        self._wal_fd, self._wal_keeper = fd, keeper  # both for the life of the process (see above)
+        try:
+            view = mmap.mmap(fd, _WAL_HEADER, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+        except (OSError, ValueError):
+            return
+        if int.from_bytes(view[:4], sys.byteorder) == _WAL_INDEX_VERSION:
+            self._wal_index = view
 
     def _changed(self, conn: sqlite3.Connection) -> bool:
         """Whether any connection, in any process, committed since this thread last looked.
