@@ -21,7 +21,7 @@ from cargohold.domain.digests import algorithm_of, new_hasher, parse_digest
 from cargohold.errors import Kind, RegistryError
 from cargohold.services.repositories import Caller, Repositories
 from cargohold.services.upload_pipeline import HashWritePipeline
-from cargohold.storage.blobs.base import BlobStore, UploadBusy, UploadWriter
+from cargohold.storage.blobs.base import BlobStore, UploadBusy, UploadLock, UploadWriter
 from cargohold.storage.meta.store import MetadataStore
 
 _UPLOAD_ID_RE = re.compile(r"[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}")
@@ -120,13 +120,12 @@ class Uploads:
 
     # -- streaming --------------------------------------------------------------------------
 
-    async def _stream(self, upload_id: str, offset: int, body: AsyncIterator[bytes], hasher: Any,
+    async def _stream(self, writer: UploadWriter, body: AsyncIterator[bytes], hasher: Any,
                       after: Future[None] | None) -> tuple[int, Future[None] | None]:
-        """Append body at offset. Large bodies are hashed and written on two threads while the
-        next bytes arrive; a small one is handled in one go. Returns the bytes written (all of
+        """Append body through writer (the caller closes it). Large bodies are hashed and written on
+        two threads while the next bytes arrive; a small one is handled in one go. Returns the bytes written (all of
         them staged) and the hashing still running on `hasher`, if any (`after`: the same for
         the previous chunk)."""
-        writer = await _run(self.blobs.upload_writer, upload_id, offset)
         pipeline: HashWritePipeline | None = None
         parts: list[bytes] = []
         size = written = 0
@@ -156,7 +155,6 @@ class Uploads:
         finally:
             if pipeline is not None:
                 await pipeline.abort()
-            await _run(writer.close)
 
     def _lock(self, upload_id: str) -> asyncio.Lock:
         lock = self._locks.get(upload_id)
@@ -166,54 +164,75 @@ class Uploads:
             lock = self._locks[upload_id] = asyncio.Lock()
         return lock
 
-    @contextlib.asynccontextmanager
-    async def _exclusive(self, upload_id: str) -> AsyncIterator[int]:
-        """Hold the upload against requests in other worker processes (the asyncio lock only covers
-        this one) from reading the offset until the write is recorded; yields that offset.
+    def _hold(self, caller: Caller, name: str, upload_id: str, action: str,
+              digest: str | None = None) -> tuple[int, UploadLock, int]:
+        """Check the session (and the digest to complete it with), then hold the upload against
+        requests in other worker processes (the asyncio lock only covers this one) and read its
+        offset: (repository id, the hold, the offset). One thread hop for all of it: each hop
+        cost ~1 ms while another chunk was being hashed, several per PATCH.
 
-        Without it two workers could write the same staged bytes at once: the one that loses the
-        offset compare-and-set has still overwritten the winner's bytes, and the winner's cached
+        Without the hold two workers could write the same staged bytes at once: the one that loses
+        the offset compare-and-set has still overwritten the winner's bytes, and the winner's cached
         hash would then commit a blob whose content does not match its digest."""
+        repo_id, _ = self._session(caller, name, upload_id, action)
+        if digest is not None:
+            parse_digest(digest)
         try:
-            hold = await _run(self.blobs.lock_upload, upload_id)
+            hold = self.blobs.lock_upload(upload_id)
         except FileNotFoundError:
             raise self._unknown() from None
         except UploadBusy:
-            found = await _run(self.meta.get_upload, upload_id)
+            found = self.meta.get_upload(upload_id)
             raise RegistryError(Kind.RANGE_INVALID, "a concurrent request is writing this upload",
                                 headers=range_headers(found[1] if found else 0)) from None
         try:
-            found = await _run(self.meta.get_upload, upload_id)
+            found = self.meta.get_upload(upload_id)
             if found is None:
                 raise self._unknown()
-            yield found[1]
+        except BaseException:
+            hold.close()
+            raise
+        return repo_id, hold, found[1]
+
+    @contextlib.asynccontextmanager
+    async def _exclusive(self, caller: Caller, name: str, upload_id: str, action: str,
+                         digest: str | None = None) -> AsyncIterator[tuple[int, int]]:
+        """The upload held (see _hold) while the body runs: yields (repository id, offset)."""
+        repo_id, hold, offset = await _run(self._hold, caller, name, upload_id, action, digest)
+        try:
+            yield repo_id, offset
         finally:
             hold.close()
 
     async def append(self, caller: Caller, name: str, upload_id: str, body: AsyncIterator[bytes],
                      content_range: tuple[int, int] | None = None) -> int:
         """PATCH: append a chunk; returns the new offset. Out-of-order chunks raise 416."""
-        async with self._lock(upload_id):
-            await _run(self._session, caller, name, upload_id, "ecr:UploadLayerPart")
-            async with self._exclusive(upload_id) as offset:
-                return await self._append_locked(upload_id, offset, body, content_range)
+        async with self._lock(upload_id), \
+                self._exclusive(caller, name, upload_id, "ecr:UploadLayerPart") as (_, offset):
+            return await self._append_locked(upload_id, offset, body, content_range)
 
     async def _append_locked(self, upload_id: str, offset: int, body: AsyncIterator[bytes],
                              content_range: tuple[int, int] | None) -> int:
         if content_range is not None and content_range[0] != offset:
             raise RegistryError(Kind.RANGE_INVALID, f"chunk starts at {content_range[0]}, expected {offset}",
                                 headers=range_headers(offset))
-        hasher, after = await _run(self._hasher_at, upload_id, offset)
+        hasher, after, writer = await _run(self._begin_append, upload_id, offset)
+        closed = False
         try:
-            written, hashing = await self._stream(upload_id, offset, body, hasher, after)
-        except BaseException:
-            self._hashers.pop(upload_id, None)
-            raise
-        if content_range is not None and content_range[1] - content_range[0] + 1 != written:
-            raise RegistryError(Kind.RANGE_INVALID, "chunk length does not match Content-Range",
-                                headers=range_headers(offset))
-        new_offset = offset + written
-        moved = await _run(self.meta.advance_upload, upload_id, offset, new_offset, self.repos.now_ms())
+            try:
+                written, hashing = await self._stream(writer, body, hasher, after)
+            except BaseException:
+                self._hashers.pop(upload_id, None)
+                raise
+            if content_range is not None and content_range[1] - content_range[0] + 1 != written:
+                raise RegistryError(Kind.RANGE_INVALID, "chunk length does not match Content-Range",
+                                    headers=range_headers(offset))
+            new_offset = offset + written
+            closed = True
+            moved = await _run(self._close_and_advance, writer, upload_id, offset, new_offset)
+        finally:
+            if not closed:
+                await _run(writer.close)
         if not moved:
             raise RegistryError(Kind.RANGE_INVALID, "a concurrent request changed this upload",
                                 headers=range_headers(offset))
@@ -222,17 +241,24 @@ class Uploads:
         self._hashers[upload_id] = (new_offset, hasher, hashing)
         return new_offset
 
+    def _begin_append(self, upload_id: str, offset: int) -> tuple[Any, Future[None] | None, UploadWriter]:
+        """The running hash at offset and the staging file opened there (one thread hop)."""
+        hasher, after = self._hasher_at(upload_id, offset)
+        return hasher, after, self.blobs.upload_writer(upload_id, offset)
+
+    def _close_and_advance(self, writer: UploadWriter, upload_id: str, offset: int, new_offset: int) -> bool:
+        writer.close()
+        return self.meta.advance_upload(upload_id, offset, new_offset, self.repos.now_ms())
+
     async def complete(self, caller: Caller, name: str, upload_id: str, digest: str,
                        body: AsyncIterator[bytes] | None,
                        content_range: tuple[int, int] | None = None) -> int:
         """PUT: optional last chunk, then verify the digest and commit. Returns the blob size."""
-        async with self._lock(upload_id):
-            repo_id, _ = await _run(self._session, caller, name, upload_id, "ecr:CompleteLayerUpload")
-            parse_digest(digest)
-            async with self._exclusive(upload_id) as offset:
-                if body is not None:
-                    offset = await self._append_locked(upload_id, offset, body, content_range)
-                return await self._finish(upload_id, repo_id, digest, offset)
+        async with self._lock(upload_id), \
+                self._exclusive(caller, name, upload_id, "ecr:CompleteLayerUpload", digest) as (repo_id, offset):
+            if body is not None:
+                offset = await self._append_locked(upload_id, offset, body, content_range)
+            return await self._finish(upload_id, repo_id, digest, offset)
 
     async def _finish(self, upload_id: str, repo_id: int, digest: str, size: int) -> int:
         cached = self._hashers.pop(upload_id, None)
