@@ -273,11 +273,15 @@ class Uploads:
             await _run(self._discard, upload_id)
             raise RegistryError(Kind.DIGEST_INVALID,
                                 f"provided digest {digest} did not match uploaded content {actual}")
-        await _run(self.blobs.prepare, upload_id)  # fsync outside the metadata write lock
-        await _run(self.meta.commit_blob, repo_id, digest, size, self.repos.now_ms(),
-                   lambda: self.blobs.place(upload_id, digest))
-        await _run(self.meta.delete_upload, upload_id)
+        await _run(self._commit, upload_id, repo_id, digest, size)
         return size
+
+    def _commit(self, upload_id: str, repo_id: int, digest: str, size: int) -> None:
+        """Make the staged bytes durable, place them and record the blob, in one thread hop."""
+        self.blobs.prepare(upload_id)  # fsync outside the metadata write lock
+        self.meta.commit_blob(repo_id, digest, size, self.repos.now_ms(),
+                              lambda: self.blobs.place(upload_id, digest))
+        self.meta.delete_upload(upload_id)
 
     def _rehash(self, upload_id: str, algorithm: str) -> str:
         hasher = new_hasher(algorithm)
