@@ -121,19 +121,23 @@ class PolicyAuthorizer:
             parsed = parse_or_none(facts.policy, True)
             if parsed is not None:
                 resource_policies.append(("repository policy", parsed))
+        resource_account = facts.account_id or _arn_account(resource) or self.account_id
         if action.startswith("ecr:"):
-            registry_text = self.registry_policy(facts.account_id or _arn_account(resource) or self.account_id)
+            registry_text = self.registry_policy(resource_account)
             if registry_text:
                 parsed = parse_or_none(registry_text, True)
                 if parsed is not None:
                     resource_policies.append(("registry policy", parsed))
-        resource_account = facts.account_id or _arn_account(resource) or self.account_id
-        if not identity and not resource_policies:
-            # Nothing to evaluate, so no condition keys to build (a tenth of a small request): the
-            # account's root may act in its own account, nobody else may.
-            if principal.kind == "root" and principal.account_id == resource_account:
-                return Decision(True, "allowed")
-            return Decision(False, "implicit_deny")
+        # Only policy statements read condition keys: with none to evaluate, none are built (that
+        # was a tenth of a small request).
+        keys = self._condition_keys(principal, context, facts) if identity or resource_policies else {}
+        request = RequestFacts(action=action, resource=resource, principal_arn=principal.arn,
+                               principal_account=principal.account_id, context=keys)
+        return evaluate(request, identity, resource_policies, resource_account=resource_account,
+                        is_account_root=principal.kind == "root")
+
+    def _condition_keys(self, principal: Principal, context: RequestContext,
+                        facts: ResourceFacts) -> dict[str, object]:
         now = self.clock()
         keys: dict[str, object] = {
             "aws:SourceIp": context.source_ip, "aws:SecureTransport": context.secure_transport,
@@ -149,10 +153,7 @@ class PolicyAuthorizer:
             keys[f"aws:ResourceTag/{key}"] = value
             keys[f"ecr:ResourceTag/{key}"] = value
         keys.update(context.extra)
-        request = RequestFacts(action=action, resource=resource, principal_arn=principal.arn,
-                               principal_account=principal.account_id, context=keys)
-        return evaluate(request, identity, resource_policies, resource_account=resource_account,
-                        is_account_root=principal.kind == "root")
+        return keys
 
     def authorize(self, principal: Principal, action: str, resource: str, context: RequestContext,
                   facts: ResourceFacts | None = None) -> None:

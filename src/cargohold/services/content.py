@@ -96,21 +96,20 @@ class Content:
         except RegistryError as err:
             if err.kind is not Kind.TAG_INVALID:
                 raise
-            # A pull of a reference that cannot be a tag (".x", "<ref>") finds no manifest: OCI
-            # answers 404 for that, as the official conformance suite checks; TAG_INVALID is an
-            # optional Docker-era code, kept for PUT and DELETE.
-            self.repos.resolve(caller, name, "ecr:BatchGetImage")
-            raise RegistryError(Kind.MANIFEST_UNKNOWN,
-                                f"manifest {reference[:200]!r} is not in repository '{name}'") from None
+            tag = digest = None
         repo = self.repos.resolve(caller, name, "ecr:BatchGetImage")
         if digest is not None:
             row = self.meta.get_manifest(repo.id, digest, with_content=not head)
-        else:
-            assert tag is not None
+        elif tag is not None:
             row = self.meta.get_manifest_by_tag(repo.id, tag, with_content=not head)
+        else:
+            # A reference no tag can have (".x", "<ref>") names no manifest: a pull of it is 404, as
+            # OCI and the official conformance suite have it (TAG_INVALID, an optional Docker-era
+            # code, stays for PUT and DELETE); after resolve, so NAME_UNKNOWN and denials come first.
+            row = None
         if row is None:
             raise RegistryError(Kind.MANIFEST_UNKNOWN,
-                                f"manifest '{reference}' is not in repository '{name}'")
+                                f"manifest {reference[:200]!r} is not in repository '{name}'")
         if not head:
             now = self.repos.now_ms()
             if row.last_pulled_at is None or now - row.last_pulled_at > PULL_RECORD_INTERVAL_MS:

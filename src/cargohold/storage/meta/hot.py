@@ -179,11 +179,11 @@ class SqliteHotReads:
 
     def all(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
         """Every row of the result, as named tuples."""
-        make = None
         rows = self._remembered(sql, params, True)
-        if rows:
-            make = self._makers[sql]
-        return [make(values) for values in rows] if make is not None else []
+        if not rows:
+            return []
+        make = self._makers[sql]
+        return [make(values) for values in rows]
 
     def _remembered(self, sql: str, params: tuple[Any, ...], every_row: bool) -> Any:
         conn = self._conn()
