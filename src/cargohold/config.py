@@ -133,6 +133,8 @@ def load_config(config_file: str | None = None, overrides: dict[str, Any] | None
             raise ValueError(f"same_region_networks: not a network: {network!r}") from None
     if cfg.price_storage_gb_month < 0 or cfg.price_transfer_internet_gb < 0:
         raise ValueError("prices cannot be negative")
+    if cfg.audit_retention_days < 0:
+        raise ValueError(f"audit_retention_days cannot be negative (0 keeps all), got {cfg.audit_retention_days}")
     return cfg
 
 

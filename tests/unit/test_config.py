@@ -26,7 +26,8 @@ def test_round_trip_through_environ() -> None:
 
 
 @pytest.mark.parametrize("env", [{"CARGOHOLD_PORT": "abc"}, {"CARGOHOLD_ACCOUNT_ID": "12"},
-                                 {"CARGOHOLD_CREATE_ON_PUSH": "maybe"}])
+                                 {"CARGOHOLD_CREATE_ON_PUSH": "maybe"}, {"CARGOHOLD_AUDIT_RETENTION_DAYS": "ninety"},
+                                 {"CARGOHOLD_AUDIT_RETENTION_DAYS": "-1"}])
 def test_bad_values(env: dict[str, str]) -> None:
     with pytest.raises(ValueError):
         load_config(environ=env)
