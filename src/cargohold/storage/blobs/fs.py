@@ -5,16 +5,18 @@ Layout under the data directory:
     blobs/<algorithm>/<first 2 hex>/<hex>   committed, content-addressed blobs (never modified)
     uploads/<upload id>                     staging file of one upload session
     trash/<algorithm>-<hex>                 blobs being garbage-collected (restored after a crash)
+    discard/<upload id>                     staged bytes nobody needs, deleted by a thread (reaper.py)
 
 A commit fsyncs the staged file, renames it into place (or drops it when the blob already
 exists) and fsyncs the directory, so the blob survives a crash once commit() returns.
+Dropped and aborted staging files are deleted off the request path: freeing a large file
+waits for the disk (see reaper.py).
 Digests and upload ids reaching this module have been validated by the domain layer;
 _blob_path re-checks them anyway so no other string can ever become a path.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import fcntl
 import os
@@ -26,6 +28,7 @@ from typing import cast
 
 from cargohold.domain.digests import is_digest
 from cargohold.storage.blobs.base import UploadBusy
+from cargohold.storage.blobs.reaper import Reaper
 
 _UPLOAD_ID_RE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
@@ -177,8 +180,10 @@ class FilesystemBlobStore:
         self._blobs = self.root / "blobs"
         self._uploads = self.root / "uploads"
         self._trash = self.root / "trash"
-        for folder in (self._blobs, self._uploads, self._trash):
+        self.reaper = Reaper(self.root / "discard")
+        for folder in (self._blobs, self._uploads, self._trash, self.reaper.folder):
             folder.mkdir(parents=True, exist_ok=True)
+        self.reaper.sweep()
 
     def _blob_path(self, digest: str) -> Path:
         if not is_digest(digest):
@@ -232,7 +237,7 @@ class FilesystemBlobStore:
         staged = self._upload_path(upload_id)
         final = self._blob_path(digest)
         if final.exists():
-            staged.unlink()
+            self.reaper.take(staged, upload_id)
             return
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staged, final)
@@ -294,8 +299,7 @@ class FilesystemBlobStore:
             return None
 
     def abort(self, upload_id: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self._upload_path(upload_id).unlink()
+        self.reaper.take(self._upload_path(upload_id), upload_id)
 
     def list_uploads(self) -> Iterator[str]:
         for entry in os.scandir(self._uploads):
