@@ -136,9 +136,12 @@ def _bootstrap(cfg: Config, key_id: str | None, secret: str | None) -> tuple[str
 
 
 def _check_free(host: str, port: int) -> None:
-    """Refuse a port already in use: the server binds with SO_REUSEPORT, which would silently share it."""
+    """Refuse a port already in use, with a clear message (granian binds with SO_REUSEPORT, which
+    would silently share it). SO_REUSEADDR as the server itself: connections of a previous run
+    waiting out TIME_WAIT do not count as in use."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
@@ -154,6 +157,10 @@ def _serve_listener(cfg: Config, host: str, port: int, endpoint_id: str, ssl_cer
     """One Granian server; its workers rebuild the config from CARGOHOLD_* (endpoint id included)."""
     os.environ.update(to_environ(cfg))
     os.environ["CARGOHOLD_ENDPOINT_ID"] = endpoint_id
+    if cfg.http_server == "cargohold":
+        from cargohold.http import supervisor
+        supervisor.run(host, port, cfg.workers, ssl_cert, ssl_key, idle_timeout=cfg.http_idle_timeout)
+        return
     from granian import Granian
     from granian.constants import Interfaces, SSLProtocols
     from granian.http import HTTP1Settings

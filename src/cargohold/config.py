@@ -21,6 +21,10 @@ class Config:
     data_dir: str = "./cargohold-data"
     database_url: str = ""  # empty: SQLite file in the data directory
     workers: int = 1
+    # "cargohold": the server of http/server.py; "granian": the ASGI server used before it (kept as
+    # a fallback for one release; its uploads are ~20% slower, docs/benchmarks.md).
+    http_server: str = "cargohold"
+    http_idle_timeout: float = 75.0  # seconds a connection may sit idle (or a client not read) before it is closed
     account_id: str = "000000000000"
     region: str = "us-east-1"
     registry_host: str = ""  # host[:port] in repositoryUri; empty: the listening host and port
@@ -135,6 +139,10 @@ def load_config(config_file: str | None = None, overrides: dict[str, Any] | None
         raise ValueError("prices cannot be negative")
     if cfg.audit_retention_days < 0:
         raise ValueError(f"audit_retention_days cannot be negative (0 keeps all), got {cfg.audit_retention_days}")
+    if cfg.http_server not in ("cargohold", "granian"):
+        raise ValueError(f"http_server must be 'cargohold' or 'granian', got {cfg.http_server!r}")
+    if cfg.http_idle_timeout <= 0:
+        raise ValueError(f"http_idle_timeout must be positive, got {cfg.http_idle_timeout}")
     return cfg
 
 

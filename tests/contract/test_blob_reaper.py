@@ -52,7 +52,7 @@ def test_a_duplicate_is_freed_by_the_reaper_once_the_hold_is_released(tmp_path: 
 
 def test_abort_moves_the_staged_bytes_aside_and_deletes_them(tmp_path: Path) -> None:
     store = FilesystemBlobStore(tmp_path)
-    _stage(store, UPLOAD, b"x" * 100_000)
+    _stage(store, UPLOAD, b"x" * (2 << 20))
     store.abort(UPLOAD)
     assert store.upload_size(UPLOAD) is None
     assert list(store.list_uploads()) == []
@@ -60,6 +60,14 @@ def test_abort_moves_the_staged_bytes_aside_and_deletes_them(tmp_path: Path) -> 
     assert _discarded(store) == []
     store.abort(UPLOAD)  # twice: nothing there, nothing raised
     store.abort("upload-fedcba9876543210")
+
+
+def test_a_small_staged_file_is_deleted_at_once(tmp_path: Path) -> None:
+    store = FilesystemBlobStore(tmp_path)
+    _stage(store, UPLOAD, b"z" * 1000)
+    store.abort(UPLOAD)
+    assert _discarded(store) == []  # nothing passes through the folder, not even briefly
+    assert store.upload_size(UPLOAD) is None
 
 
 def test_a_restart_deletes_what_a_crash_left_to_discard(tmp_path: Path) -> None:

@@ -21,6 +21,8 @@ import queue
 import threading
 from pathlib import Path
 
+INLINE_MAX = 1 << 20
+
 
 class Reaper:
     def __init__(self, folder: Path) -> None:
@@ -31,10 +33,13 @@ class Reaper:
         self._thread: threading.Thread | None = None
 
     def take(self, path: Path, name: str) -> bool:
-        """Move `path` into the folder as `name` and delete it in the background.
-        False when there was no such file."""
+        """Delete `path`: at once when it is small, else moved into the folder as `name` and
+        deleted in the background. False when there was no such file."""
         target = self.folder / name
         try:
+            if os.stat(path).st_size < INLINE_MAX:
+                os.unlink(path)  # a few blocks: no stall worth a thread, and nothing left behind
+                return True
             os.replace(path, target)
         except FileNotFoundError:
             return False

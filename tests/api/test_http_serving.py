@@ -1,0 +1,107 @@
+"""`cargohold serve` on its own HTTP server (http/server.py, http/supervisor.py), as a process.
+
+A worker that dies is replaced; SIGTERM lets a request under way finish; the granian fallback
+(`CARGOHOLD_HTTP_SERVER=granian`) still serves a push and a pull. The protocol itself is tested
+in tests/unit/test_http_server.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.api.helpers import digest, random_bytes, unique_repo
+from tests.api.test_workers import _children
+from tests.support.server import ServerProcess, cleanup, temp_server
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture()
+def served() -> Iterator[ServerProcess]:
+    srv = temp_server(workers=2)
+    try:
+        yield srv.start()
+    finally:
+        cleanup(srv)
+
+
+def _push_and_pull(server: ServerProcess, data: bytes, chunk: int = 0) -> None:
+    repo, d = unique_repo("serving"), digest(data)
+    with httpx.Client(base_url=server.url, auth=server.auth, timeout=60) as client:
+        r = client.post(f"/v2/{repo}/blobs/uploads/")
+        assert r.status_code == 202, r.text
+        location = r.headers["location"]
+        if chunk:
+            for start in range(0, len(data), chunk):
+                part = data[start:start + chunk]
+                r = client.patch(location, content=part, headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Range": f"{start}-{start + len(part) - 1}"})
+                assert r.status_code == 202, r.text
+                location = r.headers["location"]
+            r = client.put(location, params={"digest": d})
+        else:
+            r = client.put(location, params={"digest": d}, content=data,
+                           headers={"Content-Type": "application/octet-stream"})
+        assert r.status_code == 201, r.text
+        pulled = client.get(f"/v2/{repo}/blobs/{d}")
+        assert pulled.status_code == 200 and pulled.content == data
+
+
+def test_a_dead_worker_is_replaced(served: ServerProcess) -> None:
+    assert served.proc is not None
+    before = _children(served.proc.pid)
+    assert len(before) == 2
+    os.kill(before[0], signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        now = _children(served.proc.pid)
+        if len(now) == 2 and before[0] not in now:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"no new worker: {before} -> {_children(served.proc.pid)}")
+    for _ in range(4):  # both workers answer (connections spread over them)
+        _push_and_pull(served, random_bytes(300_000))
+
+
+def test_sigterm_lets_an_upload_under_way_finish(served: ServerProcess) -> None:
+    """A monolithic push whose body is still arriving when the server is told to stop."""
+    data = random_bytes(4 << 20)
+    repo, d = unique_repo("stopping"), digest(data)
+    with httpx.Client(base_url=served.url, auth=served.auth, timeout=60) as client:
+        location = client.post(f"/v2/{repo}/blobs/uploads/").headers["location"]
+
+    def body() -> Iterator[bytes]:
+        yield data[:1 << 20]
+        time.sleep(0.5)  # the server gets SIGTERM now
+        yield data[1 << 20:]
+
+    assert served.proc is not None
+    threading.Timer(0.25, served.proc.send_signal, (signal.SIGTERM,)).start()
+    with httpx.Client(base_url=served.url, auth=served.auth, timeout=60) as client:
+        r = client.put(location, params={"digest": d}, content=body(),
+                       headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 201, r.text
+    assert served.proc.wait(30) == 0
+    served.proc = None
+    served.start()  # and the blob is there after the restart
+    with httpx.Client(base_url=served.url, auth=served.auth, timeout=60) as client:
+        assert client.get(f"/v2/{repo}/blobs/{d}").content == data
+
+
+def test_the_granian_fallback_still_serves() -> None:
+    srv = temp_server(env={"CARGOHOLD_HTTP_SERVER": "granian"})
+    try:
+        srv.start()
+        _push_and_pull(srv, random_bytes(3 << 20))
+        _push_and_pull(srv, random_bytes(3 << 20), chunk=1 << 20)
+    finally:
+        cleanup(srv)
