@@ -141,18 +141,45 @@ def test_chunks_chain_their_hashing_in_order_without_waiting_for_it() -> None:
         one = HashWritePipeline(writer, hasher, budget=64 << 20)
         for parts in first:
             await one.feed(parts, sum(map(len, parts)))
-        pending = await one.close_writes()
+        seen_by_then: list[int] = []
+        result, pending = await one.close_writes(lambda: seen_by_then.append(len(writer.parts)) or "closed")
+        assert result == "closed" and seen_by_then == [8]  # `then` ran after the last write...
         assert len(writer.parts) == 8  # written...
         assert not pending.done()  # ...while the hashing goes on
         two = HashWritePipeline(writer, hasher, budget=64 << 20, after=pending)
         for parts in second:
             await two.feed(parts, sum(map(len, parts)))
-        await asyncio.wrap_future(await two.close_writes())
+        await asyncio.wrap_future((await two.close_writes(lambda: None))[1])
 
     run(main())
     flat = [part for parts in first + second for part in parts]
     assert writer.parts == flat
     assert hasher.inner.hexdigest() == hashlib.sha256(b"".join(flat)).hexdigest()
+
+
+def test_a_failing_then_is_raised_by_close_writes_and_a_failed_write_skips_it() -> None:
+    async def main() -> None:
+        one = HashWritePipeline(Recorder(), hashlib.sha256(), budget=64 << 20)
+        await one.feed([b"a" * 10], 10)
+
+        def boom() -> None:
+            raise OSError("offset commit failed")
+
+        with pytest.raises(OSError, match="offset commit failed"):
+            await one.close_writes(boom)
+
+        class FailingWriter(Recorder):
+            def write(self, *parts: bytes) -> None:
+                raise OSError("disk full")
+
+        ran: list[bool] = []
+        two = HashWritePipeline(FailingWriter(), hashlib.sha256(), budget=64 << 20)
+        await two.feed([b"b" * 10], 10)
+        with pytest.raises(OSError, match="disk full"):
+            await two.close_writes(lambda: ran.append(True))
+        assert ran == []  # the offset is never recorded for bytes that were not written
+
+    run(main())
 
 
 def test_a_failed_earlier_hashing_fails_the_next_chunk() -> None:

@@ -16,11 +16,12 @@ import contextlib
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from cargohold.storage.blobs.base import UploadWriter
 
 _DONE = None
+T = TypeVar("T")
 
 
 class _Lane:
@@ -31,9 +32,10 @@ class _Lane:
         self._step = step
         self._release = release
         self._queue: queue.SimpleQueue[Sequence[bytes] | None] = queue.SimpleQueue()
-        self.finished: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self.finished: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self.error: BaseException | None = None
         self.skip = False  # set when the upload is abandoned: drain without working
+        self.final: Callable[[], Any] | None = None  # run after the last batch; its result ends `finished`
         threading.Thread(target=self._run, name=name, daemon=True).start()
 
     def put(self, parts: Sequence[bytes] | None) -> None:
@@ -47,8 +49,14 @@ class _Lane:
                 except BaseException as exc:  # reported by HashWritePipeline.close
                     self.error = exc
             self._release(sum(map(len, parts)))
+        result = None
+        if self.error is None and self.final is not None and not self.skip:
+            try:
+                result = self.final()
+            except BaseException as exc:
+                self.error = exc
         if self.error is None:
-            self.finished.set_result(None)
+            self.finished.set_result(result)
         else:
             self.finished.set_exception(self.error)
 
@@ -104,18 +112,21 @@ class HashWritePipeline:
         await self._stop()
         self._raise_lane_error()
 
-    async def close_writes(self) -> concurrent.futures.Future[None]:
-        """Wait until every queued byte is written, not hashed: returns the hashing's future.
+    async def close_writes(self, then: Callable[[], T]) -> tuple[T, concurrent.futures.Future[None]]:
+        """Wait until every queued byte is written, not hashed, and `then` has run on the
+        writing thread right after the last write (closing the file and recording the offset
+        there saves a thread hop per chunk). Returns its result and the hashing's future.
 
         A chunked upload answers each PATCH once its bytes are staged; hashing the chunk's last
         queued megabytes goes on while the client sends the next one."""
         hashing, writing = self._lanes
+        writing.final = then
         for lane in self._lanes:
             lane.put(_DONE)
         await asyncio.gather(asyncio.wrap_future(writing.finished), return_exceptions=True)
         if writing.error is not None:
             raise writing.error
-        return hashing.finished
+        return writing.finished.result(), hashing.finished
 
     async def abort(self) -> None:
         """Drop what is still queued and wait for both threads to stop touching the writer."""

@@ -13,7 +13,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from anyio import to_thread
 
@@ -41,10 +41,22 @@ def _failed(hashing: Future[None] | None) -> bool:
     return hashing is not None and hashing.done() and hashing.exception() is not None
 
 
-def _sink(writer: UploadWriter, hasher: Any, parts: list[bytes]) -> None:
-    writer.write(*parts)
-    for part in parts:
-        hasher.update(part)
+def _sink_then(writer: UploadWriter, hasher: Any, parts: list[bytes], then: Callable[[], T]) -> T:
+    if parts:
+        writer.write(*parts)
+        for part in parts:
+            hasher.update(part)
+    return then()
+
+
+_Begun = tuple[Any, Future[None] | None, UploadWriter]  # running hash, its hashing still under way, staging file
+
+
+class _Held(NamedTuple):
+    repo_id: int
+    hold: UploadLock
+    offset: int
+    begun: _Begun | None
 
 
 class Uploads:
@@ -121,11 +133,13 @@ class Uploads:
     # -- streaming --------------------------------------------------------------------------
 
     async def _stream(self, writer: UploadWriter, body: AsyncIterator[bytes], hasher: Any,
-                      after: Future[None] | None) -> tuple[int, Future[None] | None]:
-        """Append body through writer (the caller closes it). Large bodies are hashed and written on
-        two threads while the next bytes arrive; a small one is handled in one go. Returns the bytes written (all of
-        them staged) and the hashing still running on `hasher`, if any (`after`: the same for
-        the previous chunk)."""
+                      after: Future[None] | None, finish: Callable[[int], T],
+                      expected: int | None = None) -> tuple[T, Future[None] | None]:
+        """Append body through writer. Large bodies are hashed and written on two threads while
+        the next bytes arrive; a small one is handled in one go. Once every byte is staged (and
+        the length is what `expected` says), `finish(bytes written)` runs on the thread that wrote
+        the last of them. Returns its result and the hashing still running on `hasher`, if any
+        (`after`: the same for the previous chunk)."""
         pipeline: HashWritePipeline | None = None
         parts: list[bytes] = []
         size = written = 0
@@ -140,18 +154,17 @@ class Uploads:
                     await pipeline.feed(parts, size)
                     written += size
                     parts, size = [], 0
+            total = written + size
+            if expected is not None and expected != total:
+                raise RegistryError(Kind.RANGE_INVALID, "chunk length does not match Content-Range")
             if pipeline is not None:
                 if parts:
                     await pipeline.feed(parts, size)
-                    written += size
                 done, pipeline = pipeline, None
-                return written, await done.close_writes()
+                return await done.close_writes(lambda: finish(total))
             if after is not None:
                 await asyncio.wrap_future(after)
-            if parts:
-                await _run(_sink, writer, hasher, parts)
-                written += size
-            return written, None
+            return await _run(_sink_then, writer, hasher, parts, lambda: finish(total)), None
         finally:
             if pipeline is not None:
                 await pipeline.abort()
@@ -164,12 +177,13 @@ class Uploads:
             lock = self._locks[upload_id] = asyncio.Lock()
         return lock
 
-    def _hold(self, caller: Caller, name: str, upload_id: str, action: str,
-              digest: str | None = None) -> tuple[int, UploadLock, int]:
+    def _hold(self, caller: Caller, name: str, upload_id: str, action: str, digest: str | None = None,
+              content_range: tuple[int, int] | None = None, begin: bool = False) -> _Held:
         """Check the session (and the digest to complete it with), then hold the upload against
         requests in other worker processes (the asyncio lock only covers this one) and read its
-        offset: (repository id, the hold, the offset). One thread hop for all of it: each hop
-        cost ~1 ms while another chunk was being hashed, several per PATCH.
+        offset; with `begin`, also check where the chunk starts and open the staging file there
+        with the running hash. One thread hop for all of it: each hop cost ~1 ms while another
+        chunk was being hashed, several per PATCH.
 
         Without the hold two workers could write the same staged bytes at once: the one that loses
         the offset compare-and-set has still overwritten the winner's bytes, and the winner's cached
@@ -189,47 +203,54 @@ class Uploads:
             found = self.meta.get_upload(upload_id)
             if found is None:
                 raise self._unknown()
+            offset = found[1]
+            begun = self._begin_append(upload_id, offset, content_range) if begin else None
         except BaseException:
             hold.close()
             raise
-        return repo_id, hold, found[1]
+        return _Held(repo_id, hold, offset, begun)
 
     @contextlib.asynccontextmanager
     async def _exclusive(self, caller: Caller, name: str, upload_id: str, action: str,
-                         digest: str | None = None) -> AsyncIterator[tuple[int, int]]:
-        """The upload held (see _hold) while the body runs: yields (repository id, offset)."""
-        repo_id, hold, offset = await _run(self._hold, caller, name, upload_id, action, digest)
+                         digest: str | None = None, content_range: tuple[int, int] | None = None,
+                         begin: bool = False) -> AsyncIterator[_Held]:
+        """The upload held (see _hold) while the body runs."""
+        held = await _run(self._hold, caller, name, upload_id, action, digest, content_range, begin)
         try:
-            yield repo_id, offset
+            yield held
         finally:
-            hold.close()
+            held.hold.close()
 
     async def append(self, caller: Caller, name: str, upload_id: str, body: AsyncIterator[bytes],
                      content_range: tuple[int, int] | None = None) -> int:
         """PATCH: append a chunk; returns the new offset. Out-of-order chunks raise 416."""
-        async with self._lock(upload_id), \
-                self._exclusive(caller, name, upload_id, "ecr:UploadLayerPart") as (_, offset):
-            return await self._append_locked(upload_id, offset, body, content_range)
+        async with self._lock(upload_id), self._exclusive(caller, name, upload_id, "ecr:UploadLayerPart",
+                                                          content_range=content_range, begin=True) as held:
+            return await self._append_locked(upload_id, held.offset, body, content_range, held.begun)
 
     async def _append_locked(self, upload_id: str, offset: int, body: AsyncIterator[bytes],
-                             content_range: tuple[int, int] | None) -> int:
-        if content_range is not None and content_range[0] != offset:
-            raise RegistryError(Kind.RANGE_INVALID, f"chunk starts at {content_range[0]}, expected {offset}",
-                                headers=range_headers(offset))
-        hasher, after, writer = await _run(self._begin_append, upload_id, offset)
+                             content_range: tuple[int, int] | None, begun: _Begun | None = None) -> int:
+        if begun is None:
+            begun = await _run(self._begin_append, upload_id, offset, content_range)
+        hasher, after, writer = begun
+        expected = None if content_range is None else content_range[1] - content_range[0] + 1
         closed = False
         try:
             try:
-                written, hashing = await self._stream(writer, body, hasher, after)
+                (moved, new_offset), hashing = await self._stream(
+                    writer, body, hasher, after,
+                    lambda written: (self._close_and_advance(writer, upload_id, offset, offset + written),
+                                     offset + written),
+                    expected)
+                closed = True
+            except RegistryError as err:
+                self._hashers.pop(upload_id, None)
+                if err.kind is Kind.RANGE_INVALID and not err.headers:
+                    err.headers = range_headers(offset)  # the length check in _stream knows no offset
+                raise
             except BaseException:
                 self._hashers.pop(upload_id, None)
                 raise
-            if content_range is not None and content_range[1] - content_range[0] + 1 != written:
-                raise RegistryError(Kind.RANGE_INVALID, "chunk length does not match Content-Range",
-                                    headers=range_headers(offset))
-            new_offset = offset + written
-            closed = True
-            moved = await _run(self._close_and_advance, writer, upload_id, offset, new_offset)
         finally:
             if not closed:
                 await _run(writer.close)
@@ -241,8 +262,11 @@ class Uploads:
         self._hashers[upload_id] = (new_offset, hasher, hashing)
         return new_offset
 
-    def _begin_append(self, upload_id: str, offset: int) -> tuple[Any, Future[None] | None, UploadWriter]:
-        """The running hash at offset and the staging file opened there (one thread hop)."""
+    def _begin_append(self, upload_id: str, offset: int, content_range: tuple[int, int] | None) -> _Begun:
+        """The running hash at offset and the staging file opened there."""
+        if content_range is not None and content_range[0] != offset:
+            raise RegistryError(Kind.RANGE_INVALID, f"chunk starts at {content_range[0]}, expected {offset}",
+                                headers=range_headers(offset))
         hasher, after = self._hasher_at(upload_id, offset)
         return hasher, after, self.blobs.upload_writer(upload_id, offset)
 
@@ -254,11 +278,12 @@ class Uploads:
                        body: AsyncIterator[bytes] | None,
                        content_range: tuple[int, int] | None = None) -> int:
         """PUT: optional last chunk, then verify the digest and commit. Returns the blob size."""
-        async with self._lock(upload_id), \
-                self._exclusive(caller, name, upload_id, "ecr:CompleteLayerUpload", digest) as (repo_id, offset):
+        async with self._lock(upload_id), self._exclusive(caller, name, upload_id, "ecr:CompleteLayerUpload",
+                                                          digest, content_range, begin=body is not None) as held:
+            offset = held.offset
             if body is not None:
-                offset = await self._append_locked(upload_id, offset, body, content_range)
-            return await self._finish(upload_id, repo_id, digest, offset)
+                offset = await self._append_locked(upload_id, offset, body, content_range, held.begun)
+            return await self._finish(upload_id, held.repo_id, digest, offset)
 
     async def _finish(self, upload_id: str, repo_id: int, digest: str, size: int) -> int:
         cached = self._hashers.pop(upload_id, None)
