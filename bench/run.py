@@ -1143,7 +1143,8 @@ def _version(cmd: list[str]) -> str:
 
 
 def metadata(args: argparse.Namespace, sz: Sizes) -> dict[str, Any]:
-    import granian
+    import httptools
+    import uvloop
 
     import cargohold
 
@@ -1164,7 +1165,7 @@ def metadata(args: argparse.Namespace, sz: Sizes) -> dict[str, Any]:
                    f"Linux {platform.release()}",
         "versions": {
             "cargohold": f"{cargohold.__version__} ({rev}{', src modified' if dirty else ''})",
-            "granian": granian.__version__,
+            "server": f"cargohold's own (httptools {httptools.__version__}, uvloop {uvloop.__version__})",
             "python": platform.python_version(),
             "reference": " ".join(_version([REF_BINARY, "--version"]).split()[-2:]),
             "docker": _version(["docker", "--version"]).replace("Docker version ", ""),

@@ -105,3 +105,30 @@ def test_the_granian_fallback_still_serves() -> None:
         _push_and_pull(srv, random_bytes(3 << 20), chunk=1 << 20)
     finally:
         cleanup(srv)
+
+
+def test_concurrent_downloads_sent_with_sendfile_are_exact(served: ServerProcess) -> None:
+    """Downloads that overlap in one worker go out with sendfile(2) (FileSend); whole and ranged."""
+    data = random_bytes(6 << 20)
+    repo, d = unique_repo("fanout"), digest(data)
+    with httpx.Client(base_url=served.url, auth=served.auth, timeout=60) as client:
+        location = client.post(f"/v2/{repo}/blobs/uploads/").headers["location"]
+        assert client.put(location, params={"digest": d}, content=data).status_code == 201
+    ranges = [None, (0, 99), (5 << 20, (6 << 20) - 1), (12345, 3 << 20), None, None, (1, 1), None]
+    results: dict[int, bytes] = {}
+
+    def fetch(i: int, span: tuple[int, int] | None) -> None:
+        headers = {"Range": f"bytes={span[0]}-{span[1]}"} if span else {}
+        with httpx.Client(base_url=served.url, auth=served.auth, timeout=60) as client:
+            for _ in range(3):
+                r = client.get(f"/v2/{repo}/blobs/{d}", headers=headers)
+                assert r.status_code == (206 if span else 200)
+                results[i] = r.content
+
+    threads = [threading.Thread(target=fetch, args=(i, span)) for i, span in enumerate(ranges)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for i, span in enumerate(ranges):
+        assert results[i] == (data[span[0]:span[1] + 1] if span else data), i

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import socket
 import threading
 import time
@@ -35,6 +36,7 @@ class Seen:
     sent_pieces: int = 0
     send_errors: int = 0
     early_receive: list[str] = field(default_factory=list)
+    file_path: str = ""
 
 
 async def echo_app(scope: dict[str, Any], receive: Any, send: Any, seen: Seen) -> None:
@@ -55,6 +57,20 @@ async def echo_app(scope: dict[str, Any], receive: Any, send: Any, seen: Seen) -
     if path == "/boom":
         raise RuntimeError("the app failed")
     if path == "/silent":
+        return
+    if path.startswith("/file"):  # a file sent by the server with sendfile(2)
+        assert "http.response.zerocopy" in scope["extensions"]
+        with open(seen.file_path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            offset = 1000 if path == "/file-range" else 0
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-length", str(size - offset).encode())]})
+            try:
+                await send({"type": "http.response.zerocopy", "file": f.fileno(), "offset": offset,
+                            "count": size - offset, "more_body": False})
+            except OSError:
+                seen.send_errors += 1
+                raise
         return
     if path == "/download":  # 64 MiB in 1 MiB pieces, counting what send() accepted
         await send({"type": "http.response.start", "status": 200,
@@ -481,3 +497,36 @@ def test_a_client_that_never_reads_its_download_is_dropped() -> None:
         assert running.seen.sent_pieces < 64
     finally:
         running.stop()
+
+
+def test_a_file_is_sent_with_sendfile_in_full_or_from_an_offset(srv: Running, tmp_path: Any) -> None:
+    data = os.urandom(9 << 20)
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    srv.seen.file_path = str(path)
+    conn = srv.connect()
+    buf = bytearray()
+    conn.sendall(b"GET /file HTTP/1.1\r\nHost: x\r\n\r\nGET /file-range HTTP/1.1\r\nHost: x\r\n\r\n"
+                 b"HEAD /file HTTP/1.1\r\nHost: x\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert read_response(conn, buf)[2] == data
+    assert read_response(conn, buf)[2] == data[1000:]
+    assert read_response(conn, buf, head=True)[1]["content-length"] == str(len(data))
+    assert read_response(conn, buf)[1]["x-path"] == "/after"  # HEAD sent no body: the framing holds
+
+
+def test_a_client_that_leaves_during_sendfile_is_a_send_error(srv: Running, tmp_path: Any) -> None:
+    path = tmp_path / "blob"
+    path.write_bytes(os.urandom(64 << 20))
+    srv.seen.file_path = str(path)
+    conn = srv.connect()
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    conn.sendall(b"GET /file HTTP/1.1\r\nHost: x\r\n\r\n")
+    conn.recv(1 << 16)
+    conn.close()
+    deadline = time.monotonic() + 10
+    while srv.seen.send_errors == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert srv.seen.send_errors == 1
+    other = srv.connect()  # the worker thread let go: the server goes on
+    other.sendall(b"GET /still HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert read_response(other)[0] == 200

@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import select
 import time
 from collections import deque
 from email.utils import formatdate
@@ -199,6 +201,19 @@ class _Cycle:
             self._body(body, more)
             if more:
                 await self.conn.drain()
+        elif kind == "http.response.zerocopy":
+            if not self.started or self.chunked_response or self.scope["scheme"] != "http":
+                raise RuntimeError("zerocopy needs a started response with a Content-Length, over plain HTTP")
+            file = message["file"]
+            fd = file if isinstance(file, int) else file.fileno()
+            count = message.get("count")
+            if count is None:
+                count = os.fstat(fd).st_size - message.get("offset", 0)
+            if not self.head and count:
+                await self.conn.send_file(fd, message.get("offset", 0), count)
+            if not message.get("more_body", False):
+                self.finished = True
+                self._wake()
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r}")
 
@@ -276,6 +291,7 @@ class HttpConnection(asyncio.BufferedProtocol):
         self._writable: asyncio.Future[None] | None = None
         self._last = time.monotonic()
         self._timer: asyncio.TimerHandle | None = None
+        self._sending_file = False  # a sendfile thread owns the socket's writing side
 
     # -- transport events ---------------------------------------------------------------------
 
@@ -312,6 +328,31 @@ class HttpConnection(asyncio.BufferedProtocol):
     async def drain(self) -> None:
         if self._writable is not None and not self._writable.done():
             await self._writable
+
+    async def send_file(self, fd: int, offset: int, count: int) -> None:
+        """Send `count` bytes of file `fd` from `offset` with sendfile(2): the kernel moves them
+        from the page cache to the socket, no copy in this process. Runs on a worker thread (the
+        event loop gives no writability signal for a socket its transport owns); what the
+        transport still buffers (the response head) goes out first."""
+        if self.transport is None or self._closing:
+            raise ClientDisconnected("the client went away")
+        self.transport.set_write_buffer_limits(high=0)  # pause_writing until the buffer is empty
+        try:
+            await self.drain()
+        finally:
+            self.transport.set_write_buffer_limits()
+        sock = self.transport.get_extra_info("socket")
+        if sock is None or self._closing:
+            raise ClientDisconnected("the client went away")
+        self._last = time.monotonic()
+        self._sending_file = True
+        try:
+            await asyncio.to_thread(_sendfile, sock.fileno(), fd, offset, count, self.state.idle_timeout, self)
+        except OSError as err:
+            self.close()
+            raise ClientDisconnected(f"the client went away: {err}") from err
+        finally:
+            self._sending_file = False
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._raw_left:
@@ -403,7 +444,7 @@ class HttpConnection(asyncio.BufferedProtocol):
                 chunked = True
             elif name == b"expect" and value.lower() == b"100-continue":
                 expect = True
-        scope = {
+        scope: Scope = {
             "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
             "http_version": self.parser.get_http_version(), "method": method,
             "scheme": self.state.scheme, "path": unquote(raw_path.decode("latin-1"), "utf-8", "surrogateescape")
@@ -411,6 +452,8 @@ class HttpConnection(asyncio.BufferedProtocol):
             "raw_path": raw_path, "query_string": parsed.query or b"", "root_path": "",
             "headers": self._headers, "client": self.client, "server": self.server,
         }
+        if self.state.scheme == "http":  # sendfile(2) cannot go through TLS
+            scope["extensions"] = {"http.response.zerocopy": {}}
         cycle = _Cycle(self, scope, self.parser.should_keep_alive(), expect)
         self._parsing = cycle
         if not chunked and length >= RAW_MIN:
@@ -546,6 +589,9 @@ class HttpConnection(asyncio.BufferedProtocol):
         if self._closing:
             return
         idle = time.monotonic() - self._last
+        if self._sending_file:  # the sending thread enforces the timeout itself
+            self._timer = self.loop.call_later(self.state.idle_timeout, self._check_idle)
+            return
         stalled_reader = self._writable is not None and not self._writable.done()
         waiting_on_client = self._running is None or stalled_reader or (
             not self._running.complete and not self._paused)
@@ -559,6 +605,27 @@ class HttpConnection(asyncio.BufferedProtocol):
                 self.close()
             return
         self._timer = self.loop.call_later(max(1.0, self.state.idle_timeout - idle), self._check_idle)
+
+
+def _sendfile(sock_fd: int, fd: int, offset: int, count: int, timeout: float, conn: HttpConnection) -> None:
+    """Blocking sendfile loop for a non-blocking socket: wait for room, send, until done; a
+    client that takes no bytes for `timeout` seconds is given up on."""
+    poller = select.poll()
+    poller.register(sock_fd, select.POLLOUT)
+    end = offset + count
+    while offset < end:
+        if conn._closing:
+            raise ConnectionAbortedError("connection closed")
+        try:
+            sent = os.sendfile(sock_fd, fd, offset, min(end - offset, 1 << 30))
+        except BlockingIOError:
+            if not poller.poll(timeout * 1000):
+                raise TimeoutError("the client stopped reading") from None
+            continue
+        if sent == 0:
+            raise EOFError("the file ended before the promised length")
+        offset += sent
+        conn._last = time.monotonic()
 
 
 async def serve_app(app: ASGIApp, sockets: list[Any], *, ssl: Any = None, scheme: str = "http",

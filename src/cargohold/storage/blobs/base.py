@@ -23,6 +23,9 @@ class BlobReader(Protocol):
         """Like read() when the bytes are already in memory, else None (nothing consumed):
         cheap enough to call on an event loop, since it never waits for a disk."""
 
+    def fileno(self) -> int | None:
+        """A descriptor of the blob's file, for sendfile(2); None when the store has no files."""
+
     def close(self) -> None: ...
 
 

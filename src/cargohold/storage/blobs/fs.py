@@ -158,6 +158,9 @@ class _BlobReader:
         self._pos += len(data)
         return data
 
+    def fileno(self) -> int | None:
+        return self._fd if self._fd >= 0 else None
+
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
