@@ -9,6 +9,7 @@ tests/clients, on the same server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import socket
@@ -57,6 +58,11 @@ async def echo_app(scope: dict[str, Any], receive: Any, send: Any, seen: Seen) -
     if path == "/boom":
         raise RuntimeError("the app failed")
     if path == "/silent":
+        return
+    if path == "/inject":  # a header value with a line break must never reach the wire
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"location", b"/x\r\nSet-Cookie: evil=1"), (b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
         return
     if path.startswith("/file"):  # a file sent by the server with sendfile(2)
         assert "http.response.zerocopy" in scope["extensions"]
@@ -530,3 +536,47 @@ def test_a_client_that_leaves_during_sendfile_is_a_send_error(srv: Running, tmp_
     other = srv.connect()  # the worker thread let go: the server goes on
     other.sendall(b"GET /still HTTP/1.1\r\nHost: x\r\n\r\n")
     assert read_response(other)[0] == 200
+
+
+def test_a_response_header_with_a_line_break_becomes_a_500(srv: Running) -> None:
+    conn = srv.connect()
+    conn.sendall(b"GET /inject HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, headers, _ = read_response(conn)
+    assert status == 500
+    assert "set-cookie" not in headers
+
+
+def test_too_many_pipelined_requests_are_refused() -> None:
+    running = Running()
+    try:
+        conn = running.connect()
+        conn.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n" + b"GET /p HTTP/1.1\r\nHost: x\r\n\r\n" * 100)
+        buf = bytearray()
+        statuses = []
+        with contextlib.suppress(EOFError):
+            while True:
+                statuses.append(read_response(conn, buf)[0])
+        assert statuses[0] == 200 and len(statuses) <= 1 + http_server.MAX_PIPELINED
+        assert len(running.seen.requests) <= 1 + http_server.MAX_PIPELINED
+    finally:
+        running.stop()
+
+
+def test_a_head_that_trickles_in_is_given_up_on() -> None:
+    running = Running(idle_timeout=0.6)
+    try:
+        conn = running.connect()
+        conn.sendall(b"GET / HTTP/1.1\r\n")
+        deadline = time.monotonic() + 5
+        gone = False
+        while time.monotonic() < deadline and not gone:
+            try:
+                conn.sendall(b"X-A: b\r\n")  # never idle, never finished
+            except OSError:
+                gone = True
+                break
+            time.sleep(0.1)
+        assert gone or closed(conn, timeout=1)
+        assert running.seen.requests == []
+    finally:
+        running.stop()

@@ -33,6 +33,7 @@ PIECE = 1 << 20  # a Content-Length body reaches the app in pieces of this size
 RAW_MIN = 64 << 10  # bodies at least this long are read into pieces; shorter ones via the parser
 MAX_HEAD = 64 << 10
 MAX_TARGET = 16 << 10
+MAX_PIPELINED = 32  # requests parsed ahead of the one being answered, per connection
 HIGH_WATER = 4 * PIECE  # body bytes queued for the app before reading from the socket pauses
 LOW_WATER = PIECE
 _HEAD_BUFFER = 256 << 10
@@ -218,7 +219,6 @@ class _Cycle:
             raise RuntimeError(f"unexpected ASGI message {kind!r}")
 
     def _start(self, message: Message) -> None:
-        self.started = True
         status = int(message["status"])
         lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, "Unknown").encode())]
         has_length = False
@@ -231,7 +231,10 @@ class _Cycle:
             if lowered == b"transfer-encoding":
                 continue  # framing is this server's business
             has_length = has_length or lowered == b"content-length"
-            lines.append(b"%s: %s\r\n" % (bytes(name), bytes(value)))
+            line = b"%s: %s\r\n" % (bytes(name), bytes(value))
+            if line.count(b"\n") != 1 or line.count(b"\r") != 1:
+                raise ValueError(f"response header {bytes(name)[:40]!r} holds a line break")
+            lines.append(line)
         if not has_length and status >= 200 and status not in (204, 304) and not self.head:
             self.chunked_response = True
             lines.append(b"transfer-encoding: chunked\r\n")
@@ -242,6 +245,7 @@ class _Cycle:
         if not self.keep_alive:
             lines.append(b"connection: close\r\n")
         lines.append(b"date: %s\r\n\r\n" % _DATE.get())
+        self.started = True
         self.conn.write(b"".join(lines))
 
     def _body(self, body: bytes, more: bool) -> None:
@@ -292,6 +296,7 @@ class HttpConnection(asyncio.BufferedProtocol):
         self._last = time.monotonic()
         self._timer: asyncio.TimerHandle | None = None
         self._sending_file = False  # a sendfile thread owns the socket's writing side
+        self._head_started = 0.0  # when the request head being read began (0: none under way)
 
     # -- transport events ---------------------------------------------------------------------
 
@@ -413,6 +418,7 @@ class HttpConnection(asyncio.BufferedProtocol):
     # -- parser callbacks ---------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self._head_started = time.monotonic()
         self._url = bytearray()
         self._headers = []
         self._head_size = 0
@@ -454,6 +460,9 @@ class HttpConnection(asyncio.BufferedProtocol):
         }
         if self.state.scheme == "http":  # sendfile(2) cannot go through TLS
             scope["extensions"] = {"http.response.zerocopy": {}}
+        if len(self._pending) >= MAX_PIPELINED:
+            raise _Plain(429, "too many pipelined requests")
+        self._head_started = 0.0
         cycle = _Cycle(self, scope, self.parser.should_keep_alive(), expect)
         self._parsing = cycle
         if not chunked and length >= RAW_MIN:
@@ -588,7 +597,11 @@ class HttpConnection(asyncio.BufferedProtocol):
     def _check_idle(self) -> None:
         if self._closing:
             return
-        idle = time.monotonic() - self._last
+        now = time.monotonic()
+        idle = now - self._last
+        if self._head_started and now - self._head_started >= self.state.idle_timeout:
+            self.close()  # a head trickling in a byte at a time (slowloris) is not idle, but is given up on
+            return
         if self._sending_file:  # the sending thread enforces the timeout itself
             self._timer = self.loop.call_later(self.state.idle_timeout, self._check_idle)
             return
