@@ -5,7 +5,17 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.support.server import ServerProcess
+from tests.support.server import ServerProcess, cleanup, temp_server
+
+
+@pytest.fixture()
+def two_workers() -> Iterator[ServerProcess]:
+    """A fresh `cargohold serve --workers 2` of the test's own."""
+    srv = temp_server(workers=2)
+    try:
+        yield srv.start()
+    finally:
+        cleanup(srv)
 
 
 @pytest.fixture(scope="module")

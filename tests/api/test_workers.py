@@ -12,28 +12,18 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.api.helpers import digest, random_bytes, unique_repo
-from tests.support.server import ServerProcess, cleanup, temp_server
+from tests.support.server import ServerProcess
 
 CHUNK = 256 * 1024
 OCTET = {"Content-Type": "application/octet-stream"}
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture()
-def two_workers() -> Iterator[ServerProcess]:
-    srv = temp_server(workers=2)
-    try:
-        yield srv.start()
-    finally:
-        cleanup(srv)
 
 
 def _children(pid: int) -> list[int]:

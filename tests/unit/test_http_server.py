@@ -233,6 +233,28 @@ def closed(conn: socket.socket, timeout: float = 5.0) -> bool:
         return False
 
 
+def answered_then_closed(srv: Running, request_bytes: bytes) -> int:
+    """Send one request; returns the answer's status after checking the server then closed."""
+    conn = srv.connect()
+    conn.sendall(request_bytes)
+    status = read_response(conn)[0]
+    assert closed(conn)
+    return status
+
+
+def leave_mid_download(srv: Running, target: bytes, timeout: float = 10) -> None:
+    """Ask for a large body, take a little of it and hang up; waits for the app's send() to fail."""
+    conn = srv.connect()
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    conn.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target)
+    conn.recv(1 << 16)
+    conn.close()
+    deadline = time.monotonic() + timeout
+    while srv.seen.send_errors == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert srv.seen.send_errors == 1
+
+
 def digest_line(data: bytes) -> bytes:
     return f"{len(data)} {hashlib.sha256(data).hexdigest()}".encode()
 
@@ -302,10 +324,7 @@ def test_head_gets_no_body(srv: Running) -> None:
 
 
 def test_http_1_0_closes_after_the_response(srv: Running) -> None:
-    conn = srv.connect()
-    conn.sendall(b"GET /old HTTP/1.0\r\n\r\n")
-    assert read_response(conn)[0] == 200
-    assert closed(conn)
+    assert answered_then_closed(srv, b"GET /old HTTP/1.0\r\n\r\n") == 200
 
 
 def test_connection_close_is_honoured(srv: Running) -> None:
@@ -329,19 +348,12 @@ def test_connection_close_is_honoured(srv: Running) -> None:
     b"GET * HTTP/1.1\r\nHost: x\r\n\r\n",
 ])
 def test_malformed_requests_get_400_and_the_connection_closes(srv: Running, request_bytes: bytes) -> None:
-    conn = srv.connect()
-    conn.sendall(request_bytes)
-    status, _, _ = read_response(conn)
-    assert status == 400
-    assert closed(conn)
+    assert answered_then_closed(srv, request_bytes) == 400
     assert srv.seen.requests == [] or all(r["path"].startswith("/") for r in srv.seen.requests)
 
 
 def test_an_unknown_method_gets_501(srv: Running) -> None:
-    conn = srv.connect()
-    conn.sendall(b"GARBAGE / HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert read_response(conn)[0] == 501
-    assert closed(conn)
+    assert answered_then_closed(srv, b"GARBAGE / HTTP/1.1\r\nHost: x\r\n\r\n") == 501
 
 
 def test_the_absolute_form_of_a_target_is_taken_for_its_path(srv: Running) -> None:
@@ -352,10 +364,8 @@ def test_the_absolute_form_of_a_target_is_taken_for_its_path(srv: Running) -> No
 
 
 def test_an_oversized_head_gets_431(srv: Running) -> None:
-    conn = srv.connect()
-    conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Big: %s\r\n" % (b"a" * 70_000) + b"\r\n")
-    assert read_response(conn)[0] == 431
-    assert closed(conn)
+    big = b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Big: %s\r\n" % (b"a" * 70_000) + b"\r\n"
+    assert answered_then_closed(srv, big) == 431
     assert srv.seen.requests == []
 
 
@@ -366,10 +376,7 @@ def test_many_small_headers_count_towards_the_limit(srv: Running) -> None:
 
 
 def test_an_overlong_target_gets_414(srv: Running) -> None:
-    conn = srv.connect()
-    conn.sendall(b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert read_response(conn)[0] == 414
-    assert closed(conn)
+    assert answered_then_closed(srv, b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n") == 414
 
 
 def test_the_path_is_decoded_and_the_raw_path_kept(srv: Running) -> None:
@@ -461,14 +468,7 @@ def test_receive_after_the_body_waits_instead_of_returning_at_once(srv: Running)
 
 
 def test_a_client_that_stops_reading_a_download_stops_the_sending(srv: Running) -> None:
-    conn = srv.connect()
-    conn.sendall(b"GET /download HTTP/1.1\r\nHost: x\r\n\r\n")
-    conn.recv(1 << 16)
-    conn.close()
-    deadline = time.monotonic() + 5
-    while srv.seen.send_errors == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert srv.seen.send_errors == 1
+    leave_mid_download(srv, b"/download")
     assert srv.seen.sent_pieces < 64
 
 
@@ -524,15 +524,7 @@ def test_a_client_that_leaves_during_sendfile_is_a_send_error(srv: Running, tmp_
     path = tmp_path / "blob"
     path.write_bytes(os.urandom(64 << 20))
     srv.seen.file_path = str(path)
-    conn = srv.connect()
-    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    conn.sendall(b"GET /file HTTP/1.1\r\nHost: x\r\n\r\n")
-    conn.recv(1 << 16)
-    conn.close()
-    deadline = time.monotonic() + 10
-    while srv.seen.send_errors == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert srv.seen.send_errors == 1
+    leave_mid_download(srv, b"/file")
     other = srv.connect()  # the worker thread let go: the server goes on
     other.sendall(b"GET /still HTTP/1.1\r\nHost: x\r\n\r\n")
     assert read_response(other)[0] == 200

@@ -1,9 +1,11 @@
 """Worker processes for cargohold's own HTTP server (http/server.py).
 
-The main process binds the listening socket, forks the workers (each imports the application
-itself, so the main process stays small) and starts a new one when one dies. SIGTERM or SIGINT
-stops the workers gracefully: they stop accepting, finish the requests under way (10 s at most)
-and run the application's shutdown.
+The main process forks the workers (each imports the application itself, so the main process
+stays small) and starts a new one when one dies. Each worker listens on a socket of its own bound
+with SO_REUSEPORT, so the kernel spreads new connections evenly over the workers: with one shared
+socket, whichever worker woke first took the connection, and one busy-looking worker could take
+nearly all of them. SIGTERM or SIGINT stops the workers gracefully: they stop accepting, finish the
+requests under way (10 s at most) and run the application's shutdown.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def _listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     if family == socket.AF_INET6:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
     sock.bind((host, port))
@@ -42,8 +45,8 @@ def _tls_context(cert: Path, key: Path) -> ssl.SSLContext:
     return context
 
 
-def _worker(sock: socket.socket, cert: Path | None, key: Path | None, idle_timeout: float) -> None:
-    """A worker process: the application on its own uvloop event loop."""
+def _worker(host: str, port: int, cert: Path | None, key: Path | None, idle_timeout: float) -> None:
+    """A worker process: the application on its own uvloop event loop, on its own socket."""
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
     from cargohold.app import worker_app
@@ -51,6 +54,7 @@ def _worker(sock: socket.socket, cert: Path | None, key: Path | None, idle_timeo
 
     async def main() -> None:
         app = worker_app()
+        sock = _listen(host, port)  # after the app is ready: no connection waits for a starting worker
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -70,7 +74,6 @@ def _worker(sock: socket.socket, cert: Path | None, key: Path | None, idle_timeo
 def run(host: str, port: int, workers: int, cert: Path | None = None, key: Path | None = None,
         idle_timeout: float = 75.0) -> None:
     """Serve until SIGTERM/SIGINT; returns when every worker has stopped."""
-    sock = _listen(host, port)
     children: dict[int, int] = {}  # pid -> worker slot
     stopping = False
 
@@ -79,7 +82,7 @@ def run(host: str, port: int, workers: int, cert: Path | None = None, key: Path 
         if pid == 0:
             code = 0
             try:
-                _worker(sock, cert, key, idle_timeout)
+                _worker(host, port, cert, key, idle_timeout)
             except BaseException:
                 log.exception("worker %d failed", slot)
                 code = 1
@@ -119,4 +122,3 @@ def run(host: str, port: int, workers: int, cert: Path | None = None, key: Path 
             time.sleep(1.0)
         started[slot] = time.monotonic()
         spawn(slot)
-    sock.close()
