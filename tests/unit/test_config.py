@@ -27,7 +27,8 @@ def test_round_trip_through_environ() -> None:
 
 @pytest.mark.parametrize("env", [{"CARGOHOLD_PORT": "abc"}, {"CARGOHOLD_ACCOUNT_ID": "12"},
                                  {"CARGOHOLD_CREATE_ON_PUSH": "maybe"}, {"CARGOHOLD_AUDIT_RETENTION_DAYS": "ninety"},
-                                 {"CARGOHOLD_AUDIT_RETENTION_DAYS": "-1"}])
+                                 {"CARGOHOLD_AUDIT_RETENTION_DAYS": "-1"}, {"CARGOHOLD_HTTP_SERVER": "nginx"},
+                                 {"CARGOHOLD_HTTP_IDLE_TIMEOUT": "0"}, {"CARGOHOLD_HTTP_IDLE_TIMEOUT": "soon"}])
 def test_bad_values(env: dict[str, str]) -> None:
     with pytest.raises(ValueError):
         load_config(environ=env)
