@@ -66,6 +66,15 @@ class _Date:
 _DATE = _Date()
 
 
+def _plain(status: int, message: str, *, close: bool, head: bool = False) -> bytes:
+    """A whole plain-text response: the server's own answers (malformed requests, app failures)."""
+    body = message.encode() + b"\n"
+    return (b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
+            b"%sdate: %s\r\n\r\n%s") % (
+        status, _REASONS.get(status, "Unknown").encode(), len(body), b"connection: close\r\n" if close else b"",
+        _DATE.get(), b"" if head else body)
+
+
 class _Plain(Exception):
     """A request the server answers itself (malformed, too large) before or instead of the app."""
 
@@ -250,7 +259,7 @@ class _Cycle:
 
     def _body(self, body: bytes, more: bool) -> None:
         if self.head:
-            pass
+            pass  # HEAD: the head promised a length, no bytes follow
         elif self.chunked_response:
             if body:
                 self.conn.write(b"%x\r\n" % len(body))
@@ -435,6 +444,8 @@ class HttpConnection(asyncio.BufferedProtocol):
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
+        if len(self._pending) >= MAX_PIPELINED:
+            raise _Plain(429, "too many pipelined requests")
         parsed = httptools.parse_url(bytes(self._url))
         raw_path = parsed.path or b"/"
         if not raw_path.startswith(b"/"):
@@ -460,8 +471,6 @@ class HttpConnection(asyncio.BufferedProtocol):
         }
         if self.state.scheme == "http":  # sendfile(2) cannot go through TLS
             scope["extensions"] = {"http.response.zerocopy": {}}
-        if len(self._pending) >= MAX_PIPELINED:
-            raise _Plain(429, "too many pipelined requests")
         self._head_started = 0.0
         cycle = _Cycle(self, scope, self.parser.should_keep_alive(), expect)
         self._parsing = cycle
@@ -499,7 +508,7 @@ class HttpConnection(asyncio.BufferedProtocol):
             return
         cycle = self._pending.popleft()
         self._running = cycle
-        self._task = self.loop.create_task(self._run(cycle))
+        self._task = self.loop.create_task(self._run(cycle))  # held: the loop keeps only a weak reference
 
     async def _run(self, cycle: _Cycle) -> None:
         try:
@@ -545,11 +554,10 @@ class HttpConnection(asyncio.BufferedProtocol):
         self._run_next()
 
     def _plain_response(self, cycle: _Cycle, status: int, message: str) -> None:
-        body = message.encode() + b"\n"
-        cycle.keep_alive = cycle.keep_alive and cycle.complete
-        cycle._start({"status": status, "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                                                    (b"content-length", str(len(body)).encode())]})
-        cycle._body(body, False)
+        """The server's own answer in place of the app's."""
+        cycle.keep_alive = cycle.keep_alive and cycle.complete and not self.state.stopping
+        cycle.started = cycle.finished = True
+        self.write(_plain(status, message, close=not cycle.keep_alive, head=cycle.head))
 
     def _refuse(self, status: int, message: str) -> None:
         """A request the parser cannot take: answer it and close. When its app is already running
@@ -563,10 +571,7 @@ class HttpConnection(asyncio.BufferedProtocol):
             parsing.lost()
             return
         if self._running is None:
-            body = message.encode() + b"\n"
-            self.write(b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
-                       b"connection: close\r\ndate: %s\r\n\r\n%s" % (
-                           status, _REASONS.get(status, "Bad Request").encode(), len(body), _DATE.get(), body))
+            self.write(_plain(status, message, close=True))
             self.close()
         else:  # a pipelined request behind the running one: that one is answered, then the connection closes
             self._running.keep_alive = False
